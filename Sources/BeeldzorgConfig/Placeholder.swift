@@ -1,0 +1,2 @@
+// BeeldzorgConfig module — placeholder until its first real file lands.
+enum BeeldzorgConfigPlaceholder {}

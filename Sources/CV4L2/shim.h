@@ -1,0 +1,2 @@
+#pragma once
+#include <libv4l2.h>

@@ -1,0 +1,2 @@
+// CallFlow module — placeholder until its first real file lands.
+enum CallFlowPlaceholder {}

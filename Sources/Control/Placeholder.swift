@@ -1,0 +1,2 @@
+// Control module — placeholder until its first real file lands.
+enum ControlPlaceholder {}

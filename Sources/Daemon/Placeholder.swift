@@ -1,0 +1,2 @@
+// Daemon module — placeholder until its first real file lands.
+enum DaemonPlaceholder {}

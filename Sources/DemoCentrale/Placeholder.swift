@@ -1,0 +1,2 @@
+// DemoCentrale module — placeholder until its first real file lands.
+enum DemoCentralePlaceholder {}

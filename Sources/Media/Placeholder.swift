@@ -1,0 +1,2 @@
+// Media module — placeholder until its first real file lands.
+enum MediaPlaceholder {}

@@ -1,0 +1,2 @@
+// SIP module — placeholder until its first real file lands.
+enum SIPPlaceholder {}

@@ -1,0 +1,2 @@
+// Store module — placeholder until its first real file lands.
+enum StorePlaceholder {}
