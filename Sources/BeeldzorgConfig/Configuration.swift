@@ -1,0 +1,218 @@
+import Foundation
+
+/// Everything `beeldzorgd` reads from `/etc/beeldzorg/beeldzorgd.yaml`, validated as a whole:
+/// a file either loads completely or is refused with an error that names the key and line,
+/// so the daemon never starts half-configured. See `config/beeldzorgd.example.yaml`.
+public struct Configuration: Sendable, Equatable {
+    public static let defaultPath = "/etc/beeldzorg/beeldzorgd.yaml"
+
+    public enum Transport: String, Sendable, CaseIterable { case udp, tcp, tls }
+    public enum RingPolicy: String, Sendable, CaseIterable { case ringAll = "ring_all", hunt }
+    public enum SRTPMode: String, Sendable, CaseIterable { case required, off }
+
+    public struct Account: Sendable, Equatable {
+        /// SIP user part of the tablet's address of record.
+        public var user: String
+        public var domain: String
+        public var displayName: String?
+        /// Digest password lives in its own file (mode 0600), never in this one, never in logs.
+        public var passwordFile: String?
+        /// Local address and port the user agent binds; port 0 lets the system choose.
+        public var listenHost: String
+        public var listenPort: Int
+    }
+
+    public struct Post: Sendable, Equatable {
+        public var id: String
+        public var uri: String
+    }
+
+    public struct Centrale: Sendable, Equatable {
+        public var posts: [Post]
+        public var policy: RingPolicy
+        public var perPostTimeoutSeconds: Int
+        public var deadlineSeconds: Int
+        public var reassuranceSeconds: Int
+    }
+
+    public struct Button: Sendable, Equatable {
+        /// An evdev node, `fifo:PATH` or `stdin` (demo and tests).
+        public var device: String
+        public var keyCode: Int
+        public var longPressMilliseconds: Int
+        public var debounceMilliseconds: Int
+    }
+
+    public struct Camera: Sendable, Equatable {
+        /// A V4L2 node or `test-pattern`.
+        public var device: String
+        public var width: Int
+        public var height: Int
+        public var framesPerSecond: Int
+    }
+
+    public struct Audio: Sendable, Equatable {
+        /// ALSA PCM names, or `tone:HZ` / `silence` (capture) and `null` (playback).
+        public var capture: String
+        public var playback: String
+        public var echoCancellation: Bool
+    }
+
+    public var account: Account
+    public var transport: Transport
+    public var edgeProxies: [String]
+    public var caFile: String?
+    public var srtp: SRTPMode
+    public var centrale: Centrale
+    public var button: Button
+    public var camera: Camera
+    public var audio: Audio
+    /// Kernel LED class name (`/sys/class/leds/NAME`); nil when the tablet has none.
+    public var statusLED: String?
+    public var databasePath: String
+    public var controlSocket: String
+    public var language: String
+    /// Start the built-in loopback demo centrale (for `make demo` only).
+    public var demoCentrale: Bool
+
+    /// Parses and validates a configuration file's text.
+    public static func parse(_ text: String) throws(ConfigError) -> Configuration {
+        var root = try ConfigReader.root(yaml: text)
+
+        guard var account = try root.section("account") else {
+            throw ConfigError(key: "account", line: nil, message: "required but missing")
+        }
+        let parsedAccount = Account(
+            user: try account.requiredString("user"),
+            domain: try account.requiredString("domain"),
+            displayName: try account.string("display_name"),
+            passwordFile: try account.string("password_file"),
+            listenHost: try account.string("listen_host") ?? "0.0.0.0",
+            listenPort: try account.int("listen_port", in: 0...65535) ?? 0
+        )
+        try account.finish()
+
+        let transport = try root.choice("transport", Transport.self) ?? .tls
+        let edgeProxies = try root.strings("edge_proxies") ?? []
+        for (index, proxy) in edgeProxies.enumerated() where !Self.looksLikeSIPURI(proxy) {
+            throw root.invalid("edge_proxies", "entry \(index + 1) '\(proxy)' is not a sip: or sips: address")
+        }
+        if edgeProxies.count > 2 {
+            throw root.invalid("edge_proxies", "at most two edge proxies (RFC 5626 flows), found \(edgeProxies.count)")
+        }
+        let caFile = try root.string("ca_file")
+        let srtp = try root.choice("srtp", SRTPMode.self) ?? .required
+        if transport == .tls && caFile == nil {
+            throw root.invalid("ca_file", "required with transport tls: the centrale's CA is pinned")
+        }
+        if transport == .tls && srtp == .off {
+            throw root.invalid("srtp", "must be 'required' when signalling runs over TLS")
+        }
+
+        guard var centrale = try root.section("centrale") else {
+            throw ConfigError(key: "centrale", line: nil, message: "required but missing")
+        }
+        guard let postSections = try centrale.sections("posts"), !postSections.isEmpty else {
+            throw centrale.invalid("posts", "at least one post is required: the button must lead somewhere")
+        }
+        var posts: [Post] = []
+        for var section in postSections {
+            let post = Post(id: try section.requiredString("id"), uri: try section.requiredString("uri"))
+            guard Self.looksLikeSIPURI(post.uri) else {
+                throw section.invalid("uri", "'\(post.uri)' is not a sip: or sips: address")
+            }
+            guard !posts.contains(where: { $0.id == post.id }) else {
+                throw section.invalid("id", "post id '\(post.id)' is used twice")
+            }
+            try section.finish()
+            posts.append(post)
+        }
+        let parsedCentrale = Centrale(
+            posts: posts,
+            policy: try centrale.choice("policy", RingPolicy.self) ?? .ringAll,
+            perPostTimeoutSeconds: try centrale.int("per_post_timeout_seconds", in: 3...120) ?? 15,
+            deadlineSeconds: try centrale.int("deadline_seconds", in: 10...600) ?? 60,
+            reassuranceSeconds: try centrale.int("reassurance_seconds", in: 5...120) ?? 15
+        )
+        try centrale.finish()
+
+        var button = try root.section("button")
+        let parsedButton = Button(
+            device: try button?.string("device") ?? "/dev/beeldzorg/button",
+            keyCode: try button?.int("key_code", in: 1...767) ?? 28,
+            longPressMilliseconds: try button?.int("long_press_ms", in: 500...10_000) ?? 2_000,
+            debounceMilliseconds: try button?.int("debounce_ms", in: 0...500) ?? 30
+        )
+        try button?.finish()
+
+        var camera = try root.section("camera")
+        let parsedCamera = Camera(
+            device: try camera?.string("device") ?? "/dev/beeldzorg/camera",
+            width: try camera?.int("width", in: 160...1920) ?? 640,
+            height: try camera?.int("height", in: 120...1080) ?? 480,
+            framesPerSecond: try camera?.int("fps", in: 1...60) ?? 25
+        )
+        if parsedCamera.width % 2 != 0 || parsedCamera.height % 2 != 0 {
+            throw ConfigError(key: "camera", line: nil, message: "width and height must be even")
+        }
+        try camera?.finish()
+
+        var audio = try root.section("audio")
+        let parsedAudio = Audio(
+            capture: try audio?.string("capture") ?? "default",
+            playback: try audio?.string("playback") ?? "default",
+            echoCancellation: try audio?.bool("echo_cancellation") ?? true
+        )
+        try audio?.finish()
+
+        let configuration = Configuration(
+            account: parsedAccount,
+            transport: transport,
+            edgeProxies: edgeProxies,
+            caFile: caFile,
+            srtp: srtp,
+            centrale: parsedCentrale,
+            button: parsedButton,
+            camera: parsedCamera,
+            audio: parsedAudio,
+            statusLED: try root.string("status_led"),
+            databasePath: try root.string("database") ?? "/var/lib/beeldzorg/beeldzorg.sqlite",
+            controlSocket: try root.string("control_socket") ?? "/run/beeldzorg/control.sock",
+            language: try root.choice("language", Language.self)?.rawValue ?? "nl",
+            demoCentrale: try root.bool("demo_centrale") ?? false
+        )
+        try root.finish()
+        return configuration
+    }
+
+    /// Reads and parses a file; a missing or unreadable file is a `ConfigError` too.
+    public static func load(path: String) throws(ConfigError) -> Configuration {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw ConfigError(key: "", line: nil, message: "cannot read \(path): \(Self.reason(error))")
+        }
+        do {
+            return try parse(text)
+        } catch {
+            throw ConfigError(key: error.key, line: error.line, message: error.message + " (in \(path))")
+        }
+    }
+
+    enum Language: String, CaseIterable { case nl }
+
+    private static func looksLikeSIPURI(_ text: String) -> Bool {
+        let lower = text.lowercased()
+        return (lower.hasPrefix("sip:") || lower.hasPrefix("sips:")) && text.count > 5 && !text.contains(" ")
+    }
+
+    private static func reason(_ error: any Error) -> String {
+        let nsError = error as NSError
+        if let underlying = nsError.userInfo[NSUnderlyingErrorKey] as? NSError,
+           underlying.domain == NSPOSIXErrorDomain, let code = POSIXErrorCode(rawValue: Int32(underlying.code)) {
+            return String(cString: strerror(code.rawValue))
+        }
+        return nsError.localizedDescription
+    }
+}

@@ -1,2 +1,0 @@
-// BeeldzorgConfig module — placeholder until its first real file lands.
-enum BeeldzorgConfigPlaceholder {}
