@@ -1,2 +1,0 @@
-// CallFlow module — placeholder until its first real file lands.
-enum CallFlowPlaceholder {}
