@@ -1,2 +1,0 @@
-// Control module — placeholder until its first real file lands.
-enum ControlPlaceholder {}

@@ -1,0 +1,124 @@
+public import Foundation
+
+/// What `beeldzorgctl status` shows and `status --json` prints. Its JSON shape is a contract
+/// with field tools: add fields, never rename or remove them (Tests/ControlTests checks it).
+public struct StatusReport: Codable, Sendable, Equatable {
+    public struct Daemon: Codable, Sendable, Equatable {
+        public var version: String
+        public var pid: Int32
+        public var startedAt: Date
+        public var uptimeSeconds: Int
+        public var demo: Bool
+        public init(version: String, pid: Int32, startedAt: Date, uptimeSeconds: Int, demo: Bool) {
+            self.version = version
+            self.pid = pid
+            self.startedAt = startedAt
+            self.uptimeSeconds = uptimeSeconds
+            self.demo = demo
+        }
+    }
+
+    public struct Call: Codable, Sendable, Equatable {
+        /// CallFlow's phase: idle, callingCentrale, ringingOut, incomingRinging, inCall, ending, unreachable, fault.
+        public var phase: String
+        public var peer: String?
+        public var callbackPending: Bool
+        public init(phase: String, peer: String?, callbackPending: Bool) {
+            self.phase = phase
+            self.peer = peer
+            self.callbackPending = callbackPending
+        }
+    }
+
+    public struct Registration: Codable, Sendable, Equatable {
+        public var proxy: String
+        /// registered, trying, failed, notConfigured
+        public var state: String
+        public var detail: String?
+        public init(proxy: String, state: String, detail: String?) {
+            self.proxy = proxy
+            self.state = state
+            self.detail = detail
+        }
+    }
+
+    public struct Device: Codable, Sendable, Equatable {
+        /// button, camera, microphone, speaker, led
+        public var name: String
+        public var source: String
+        public var present: Bool
+        public var detail: String?
+        public init(name: String, source: String, present: Bool, detail: String?) {
+            self.name = name
+            self.source = source
+            self.present = present
+            self.detail = detail
+        }
+    }
+
+    public struct LastCall: Codable, Sendable, Equatable {
+        public var direction: String
+        public var peer: String
+        public var startedAt: Date
+        public var outcome: String
+        public var durationSeconds: Int?
+        public init(direction: String, peer: String, startedAt: Date, outcome: String, durationSeconds: Int?) {
+            self.direction = direction
+            self.peer = peer
+            self.startedAt = startedAt
+            self.outcome = outcome
+            self.durationSeconds = durationSeconds
+        }
+    }
+
+    public struct Store: Codable, Sendable, Equatable {
+        public var healthy: Bool
+        public var path: String
+        public var detail: String?
+        public init(healthy: Bool, path: String, detail: String?) {
+            self.healthy = healthy
+            self.path = path
+            self.detail = detail
+        }
+    }
+
+    public struct Media: Codable, Sendable, Equatable {
+        public var audioPacketsSent: Int
+        public var audioPacketsReceived: Int
+        public var videoFramesSent: Int
+        public var videoFramesDecoded: Int
+        public var authenticationFailures: Int
+        public init(audioPacketsSent: Int, audioPacketsReceived: Int, videoFramesSent: Int,
+                    videoFramesDecoded: Int, authenticationFailures: Int) {
+            self.audioPacketsSent = audioPacketsSent
+            self.audioPacketsReceived = audioPacketsReceived
+            self.videoFramesSent = videoFramesSent
+            self.videoFramesDecoded = videoFramesDecoded
+            self.authenticationFailures = authenticationFailures
+        }
+    }
+
+    public var daemon: Daemon
+    public var call: Call
+    public var registration: [Registration]
+    public var network: Bool
+    public var devices: [Device]
+    public var lastCall: LastCall?
+    public var store: Store
+    public var media: Media?
+    /// Plain sentences for the technician; empty when all is well.
+    public var faults: [String]
+
+    public init(daemon: Daemon, call: Call, registration: [Registration], network: Bool, devices: [Device],
+                lastCall: LastCall?, store: Store, media: Media?, faults: [String]) {
+        self.daemon = daemon
+        self.call = call
+        self.registration = registration
+        self.network = network
+        self.devices = devices
+        self.lastCall = lastCall
+        self.store = store
+        self.media = media
+        self.faults = faults
+    }
+}
