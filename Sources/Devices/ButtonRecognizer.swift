@@ -77,6 +77,12 @@ public struct ButtonRecognizer: Sendable {
         return false
     }
 
+    /// True while a press that was reported as `.stuck` is still held.
+    public var isStuck: Bool {
+        if case .down(_, _, true) = stable { return true }
+        return false
+    }
+
     /// One key event from the device: `value` 1 = down, 0 = up, 2 = autorepeat (ignored).
     /// `time` is the kernel's timestamp for the event, on the same clock as `tick(now:)`.
     public mutating func key(code: UInt16, value: Int32, at time: Duration) -> [ButtonEvent] {
