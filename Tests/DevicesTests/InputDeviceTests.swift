@@ -27,7 +27,7 @@ private final class PipeLocator: InputDeviceLocator, @unchecked Sendable {
         return RawInputDevice(name: node, fileDescriptor: fds[0])
     }
 
-    func appear() { FileManager.default.createFile(atPath: node, contents: Data()) }
+    func appear() { _ = FileManager.default.createFile(atPath: node, contents: Data()) }
     func disappear() { unlink(node) }
 }
 
@@ -143,7 +143,7 @@ struct InputDeviceTests {
         let dir = TempDir()
         defer { dir.cleanup() }
         for name in ["event10", "event2", "mouse0", "event0", "eventx"] {
-            FileManager.default.createFile(atPath: dir.file(name), contents: Data())
+            _ = FileManager.default.createFile(atPath: dir.file(name), contents: Data())
         }
         #expect(EvdevLocator.eventNodes(in: dir.path) == ["event0", "event2", "event10"].map(dir.file))
         #expect(EvdevLocator.directory(of: "/dev/beeldzorg/button") == "/dev/beeldzorg")

@@ -1,0 +1,145 @@
+// The button's (or a status) LED through the kernel LED class: brightness for steady light,
+// the `timer` trigger with delay_on/delay_off for blinking, so the kernel does the blinking
+// and a busy or stalled daemon never leaves the light frozen half-way.
+
+import Glibc
+public import Logging
+import Synchronization
+
+/// What the client should be able to tell from the light. The raw values match the case
+/// names of CallFlow's `Indicator`, so the daemon maps one to the other by name.
+public enum IndicatorState: String, Sendable, CaseIterable, Codable {
+    case idle, calling, ringing, inCall, fault, unreachable
+}
+
+/// A light pattern the LED class can show without help from us.
+public enum LEDPattern: Sendable, Equatable, CustomStringConvertible {
+    case off
+    case on
+    case blink(on: Duration, off: Duration)
+
+    /// The one place that decides what each state looks like:
+    /// idle dark; calling a calm 1 Hz blink; ringing a fast 4 Hz blink that draws the eye;
+    /// in call steady on; fault a short wink every 2 s; unreachable a short wink every second
+    /// (both "something is not right", distinguishable by the technician, and neither
+    /// mistakable for calling or ringing).
+    public init(_ indicator: IndicatorState) {
+        switch indicator {
+        case .idle: self = .off
+        case .calling: self = .blink(on: .milliseconds(500), off: .milliseconds(500))
+        case .ringing: self = .blink(on: .milliseconds(125), off: .milliseconds(125))
+        case .inCall: self = .on
+        case .fault: self = .blink(on: .milliseconds(100), off: .milliseconds(1900))
+        case .unreachable: self = .blink(on: .milliseconds(100), off: .milliseconds(900))
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .off: "off"
+        case .on: "on"
+        case .blink(let on, let off): "blink \(on.milliseconds)/\(off.milliseconds) ms"
+        }
+    }
+}
+
+extension Duration {
+    var milliseconds: Int64 {
+        let (s, a) = components
+        return s * 1000 + a / 1_000_000_000_000_000
+    }
+}
+
+/// Something that shows an `LEDPattern`: the sysfs LED, or a recorder in tests.
+public protocol StatusLight: Sendable {
+    func show(_ pattern: LEDPattern)
+}
+
+extension StatusLight {
+    public func show(_ indicator: IndicatorState) { show(LEDPattern(indicator)) }
+}
+
+/// An LED of the kernel LED class, `/sys/class/leds/NAME`. A missing LED is not an error:
+/// the tablet works without one, so it is logged once and otherwise ignored.
+public final class SysfsLED: StatusLight {
+    public let name: String
+    private let directory: String
+    private let logger: Logger
+    private let state = Mutex<(shown: LEDPattern?, reported: Set<String>)>((nil, []))
+
+    public init(name: String, classDirectory: String = "/sys/class/leds",
+                logger: Logger = Logger(label: "beeldzorg.devices.led")) {
+        self.name = name
+        self.directory = classDirectory + "/" + name
+        self.logger = logger
+    }
+
+    /// Whether the LED exists at all.
+    public var isPresent: Bool { access(directory + "/brightness", F_OK) == 0 }
+
+    public func show(_ pattern: LEDPattern) {
+        state.withLock { state in
+            guard isPresent else {
+                report("missing", "status LED \(directory) not present; continuing without it", in: &state.reported)
+                state.shown = nil
+                return
+            }
+            guard state.shown != pattern else { return }
+            var ok = true
+            switch pattern {
+            case .off:
+                ok = write("trigger", "none", &state.reported) && write("brightness", "0", &state.reported)
+            case .on:
+                ok = write("trigger", "none", &state.reported) && write("brightness", maxBrightness(), &state.reported)
+            case .blink(let on, let off):
+                // Writing the trigger makes the kernel create delay_on/delay_off.
+                ok = write("trigger", "timer", &state.reported)
+                    && write("delay_on", "\(on.milliseconds)", &state.reported)
+                    && write("delay_off", "\(off.milliseconds)", &state.reported)
+            }
+            state.shown = ok ? pattern : nil
+        }
+    }
+
+    private func maxBrightness() -> String {
+        let fd = open(directory + "/max_brightness", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return "1" }
+        defer { close(fd) }
+        var buf = [UInt8](repeating: 0, count: 32)
+        let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        guard n > 0, let value = Int(String(decoding: buf[0..<n], as: UTF8.self).filter(\.isNumber)), value > 0 else {
+            return "1"
+        }
+        return "\(value)"
+    }
+
+    private func write(_ attribute: String, _ value: String, _ reported: inout Set<String>) -> Bool {
+        let path = directory + "/" + attribute
+        let fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC)
+        guard fd >= 0 else {
+            report(path, "\(path): open: \(Posix.errorString(errno))", in: &reported)
+            return false
+        }
+        defer { close(fd) }
+        let bytes = Array((value + "\n").utf8)
+        let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+        guard n == bytes.count else {
+            report(path, "\(path): write \"\(value)\": \(Posix.errorString(errno))", in: &reported)
+            return false
+        }
+        return true
+    }
+
+    private func report(_ key: String, _ message: String, in reported: inout Set<String>) {
+        guard reported.insert(key).inserted else { return }
+        logger.warning("\(message)")
+    }
+}
+
+/// A light that remembers what it was asked to show; for tests and for the demo's console.
+public final class RecordingLight: StatusLight {
+    private let shown = Mutex<[LEDPattern]>([])
+    public init() {}
+    public func show(_ pattern: LEDPattern) { shown.withLock { $0.append(pattern) } }
+    public var patterns: [LEDPattern] { shown.withLock { $0 } }
+}
