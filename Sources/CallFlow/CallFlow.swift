@@ -262,6 +262,10 @@ public struct CallFlow: Sendable {
     // MARK: Incoming legs
 
     private mutating func incomingCall(_ leg: CallLegID, _ caller: Caller) -> [CallFlowAction] {
+        if isCurrentLeg(leg) {
+            // A duplicate report of the call we already have; rejecting it "busy" would end it.
+            return []
+        }
         guard let contact = caller.contact else {
             // Not on the list: turned away and logged; the client never hears about it.
             let record = nextRecord()
@@ -695,6 +699,15 @@ public struct CallFlow: Sendable {
             actions.append(.cancelTimer(.autoAnswer(incoming.leg)))
         }
         return actions
+    }
+
+    private func isCurrentLeg(_ leg: CallLegID) -> Bool {
+        switch state {
+        case .incomingRinging(let incoming): incoming.leg == leg
+        case .inCall(let call): call.leg == leg
+        case .calling(let attempt): attempt.legs.contains { $0.id == leg }
+        case .idle, .fault, .ending, .unreachable: false
+        }
     }
 
     // MARK: Counters

@@ -116,6 +116,18 @@ struct IncomingTests {
         ])
     }
 
+    @Test("a duplicate report of the ringing or answered call is not a second call")
+    func duplicateIncoming() {
+        var h = Harness(config())
+        h.send(.incomingCall(inc(1), marieke))
+        h.run([
+            .on(.incomingCall(inc(1), marieke), [], phase: .incomingRinging),
+            .on(.incomingCall(inc(1), stranger), [], phase: .incomingRinging),
+        ])
+        h.send(.shortPress)
+        h.run([.on(.incomingCall(inc(1), marieke), [], phase: .inCall)])
+    }
+
     @Test("the caller cancels: ringing stops, missed call logged, straight back to idle")
     func remoteCancel() {
         var h = Harness(config())
