@@ -122,10 +122,16 @@ final class DeviceThread: Sendable {
 
     /// Starts `body` on a new detached thread; `body` should return soon after `isStopping`.
     func start(_ body: @escaping @Sendable () -> Void) {
-        let box = Unmanaged.passRetained(ThreadBody { [self] in
+        Self.detach { [self] in
             body()
             finished.withLock { $0 = true }
-        })
+        }
+    }
+
+    /// Runs `body` on a new detached thread (blocking device I/O stays off the
+    /// concurrency pool's few threads).
+    static func detach(_ body: @escaping @Sendable () -> Void) {
+        let box = Unmanaged.passRetained(ThreadBody(body))
         var thread = pthread_t()
         let rc = pthread_create(&thread, nil, { arg in
             let body = Unmanaged<ThreadBody>.fromOpaque(arg!).takeRetainedValue()
