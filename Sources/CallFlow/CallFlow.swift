@@ -520,9 +520,11 @@ public struct CallFlow: Sendable {
         // The round is over and nobody answered.
         if !networkUp {
             // "Ik blijf het proberen": the next round starts when the network returns;
-            // the deadline still bounds the wait.
+            // the deadline still bounds the wait. Nothing rings meanwhile, so no ringback.
+            let wasRinging = attempt.ringing
+            attempt.ringing = false
             state = .calling(attempt)
-            return []
+            return wasRinging ? [.stopTone] : []
         }
         if attempt.anyRangOut || attempt.networkDroppedThisRound {
             // Hunt: a post rang without answer, so posts are alive, only busy; or the network
