@@ -58,6 +58,19 @@ struct FaultTests {
         #expect(h.flow.status.callbackPending)
     }
 
+    @Test("waiting for the network stops the ringback; the next round starts when it returns")
+    func ringbackStopsWhileWaiting() {
+        var h = Harness(config(posts: [postA]))
+        h.send(.shortPress)
+        h.run([
+            .on(.provisional(out(1), code: 180), [.playTone(.ringback)], phase: .ringingOut),
+            .on(.network(up: false), [.playPrompt(.noNetwork)], phase: .ringingOut),
+            .on(.failed(out(1), code: nil, reason: "no route"), [.stopTone], phase: .callingCentrale),
+            .on(.network(up: true), [.sendInvite(out(2), postA)], phase: .callingCentrale),
+            .on(.provisional(out(2), code: 180), [.playTone(.ringback)], phase: .ringingOut),
+        ])
+    }
+
     @Test("the network blipping during a round: its failures lead to another round, not to unreachable")
     func blipDuringRound() {
         var h = Harness(config(posts: [postA]))
