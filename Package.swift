@@ -125,6 +125,7 @@ let package = Package(
         .testTarget(name: "StoreTests", dependencies: ["Store"], swiftSettings: strict),
         .testTarget(name: "BeeldzorgConfigTests", dependencies: ["BeeldzorgConfig"], swiftSettings: strict),
         .testTarget(name: "ControlTests", dependencies: ["Control"], swiftSettings: strict),
+        .testTarget(name: "DaemonTests", dependencies: ["Daemon"], swiftSettings: strict),
         .testTarget(
             name: "IntegrationTests",
             dependencies: ["Control", "BeeldzorgConfig", "Store"],
