@@ -60,6 +60,38 @@ else
     printf '%s\n' "$out" | sed 's/^/    /' >&2
 fi
 
+# The promises the unit makes that no analyser scores: dropping one of these must fail here.
+missing=""
+while IFS= read -r line; do
+    grep -qxF "$line" "$UNIT" || missing="$missing
+    $line"
+done <<'EOF'
+Type=notify
+ExecStart=/usr/bin/beeldzorgd --config /etc/beeldzorg/beeldzorgd.yaml
+Restart=always
+StartLimitIntervalSec=0
+WatchdogSec=30s
+User=beeldzorg
+Group=beeldzorg
+StateDirectory=beeldzorg
+RuntimeDirectory=beeldzorg
+ConfigurationDirectory=beeldzorg
+SystemCallFilter=@chown
+EOF
+if [ -n "$missing" ]; then fail "$UNIT lacks:$missing"; else pass "$UNIT: notify, watchdog, restart for ever, user, directories"; fi
+
+# The example configuration (what the image installs) must use the paths the unit and the udev
+# rules provide: the store in StateDirectory, the socket in RuntimeDirectory, the udev links.
+example=config/beeldzorgd.example.yaml
+if [ -f "$example" ]; then
+    bad=""
+    grep -Eq '^database: /var/lib/beeldzorg/' "$example" || bad="$bad database-not-in-/var/lib/beeldzorg"
+    grep -Eq '^control_socket: /run/beeldzorg/' "$example" || bad="$bad control_socket-not-in-/run/beeldzorg"
+    grep -Eq '^  device: /dev/beeldzorg/button( |$)' "$example" || bad="$bad button-not-/dev/beeldzorg/button"
+    grep -Eq '^  device: /dev/beeldzorg/camera( |$)' "$example" || bad="$bad camera-not-/dev/beeldzorg/camera"
+    if [ -n "$bad" ]; then fail "$example does not match the unit/udev paths:$bad"; else pass "$example uses the unit's directories and the udev names"; fi
+fi
+
 # --- 2. systemd-analyze security ----------------------------------------------------------------
 # --threshold is in tenths of the printed figure (2.0 -> 20).
 threshold=$(awk -v x="$MAX_EXPOSURE" 'BEGIN { printf "%d", x * 10 + 0.5 }')

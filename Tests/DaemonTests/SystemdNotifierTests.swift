@@ -122,9 +122,11 @@ import Glibc
 private final class DatagramReceiver {
     enum Failure: Error, CustomStringConvertible {
         case system(String, Int32)
+        case nothingArrived
         var description: String {
             switch self {
             case .system(let call, let code): "\(call): \(String(cString: strerror(code)))"
+            case .nothingArrived: "no datagram arrived within the receive timeout"
             }
         }
     }
@@ -170,7 +172,7 @@ private final class DatagramReceiver {
 
     /// The next datagram as text; fails if none arrives within the receive timeout.
     func next() throws -> String {
-        guard let bytes = try nextBytes() else { throw Failure.system("recv", EAGAIN) }
+        guard let bytes = try nextBytes() else { throw Failure.nothingArrived }
         return String(decoding: bytes, as: UTF8.self)
     }
 
