@@ -3,6 +3,8 @@
 # throw-away trees (nothing on this machine is changed):
 #   1. systemd-analyze verify of beeldzorgd.service, in a --root tree that has the unit, the
 #      system's own units and an executable /usr/bin/beeldzorgd; any warning about our unit fails;
+#      then the settings no analyser scores (Type=notify, WatchdogSec=, Restart=always, ...) are
+#      present, and config/beeldzorgd.example.yaml uses the unit's directories and udev's names;
 #   2. systemd-analyze security --offline: exposure must stay <= 2.0 (MAX_EXPOSURE);
 #   3. systemd-sysusers and systemd-tmpfiles applied to a --root tree: the users, groups,
 #      memberships, directories and modes the unit relies on;
