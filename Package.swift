@@ -116,6 +116,8 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // Crash-safety victim and durability benchmark for Store (StoreTests runs it).
+        .executableTarget(name: "store-crash-writer", dependencies: ["Store"], swiftSettings: strict),
 
         // MARK: Tests
         .testTarget(name: "CallFlowTests", dependencies: ["CallFlow"], swiftSettings: strict),

@@ -1,2 +1,0 @@
-// Store module — placeholder until its first real file lands.
-enum StorePlaceholder {}
