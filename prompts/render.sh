@@ -3,7 +3,8 @@
 # voice and sox. Run at build/image time; needs the Debian packages espeak-ng and sox.
 #
 #   prompts/render.sh [TEXTFILE [OUTDIR]]     every prompt without a {placeholder}
-#                                             (default prompts/nl.txt -> prompts/wav/nl)
+#                                             (default prompts/nl.txt -> prompts/wav/nl/KEY.wav;
+#                                             DIR/LANG.txt -> DIR/wav/LANG/KEY.wav)
 #   prompts/render.sh --text "Zin." OUT.wav   one sentence
 #
 # Prompts with a {placeholder} ({naam}, {seconden}) are rendered by the daemon at run time,
@@ -30,7 +31,8 @@ fi
 
 here="$(cd "$(dirname "$0")" && pwd)"
 textfile="${1:-$here/nl.txt}"
-outdir="${2:-$here/wav/nl}"
+# Default: next to the texts, DIR/wav/LANG/ — the layout PromptLibrary(promptsDirectory:) reads.
+outdir="${2:-$(dirname "$textfile")/wav/$(basename "$textfile" .txt)}"
 mkdir -p "$outdir"
 
 n=0

@@ -177,6 +177,14 @@ public final class PromptLibrary: Sendable {
         self.renderer = renderer
     }
 
+    /// The installed layout `prompts/render.sh` produces: texts in `DIR/LANG.txt`, rendered
+    /// audio in `DIR/wav/LANG/KEY.wav`.
+    public convenience init(promptsDirectory: String, language: String = "nl",
+                            renderer: SpeechRenderer = SpeechRenderer()) throws(PromptCatalogError) {
+        let catalog = try PromptCatalog(contentsOf: "\(promptsDirectory)/\(language).txt")
+        self.init(catalog: catalog, wavDirectory: "\(promptsDirectory)/wav/\(language)", renderer: renderer)
+    }
+
     /// The audio for a prompt at 48 kHz mono.
     public func clip(_ key: String, values: [String: String] = [:]) throws -> AudioClip {
         let sentence = try catalog.text(key, values: values)

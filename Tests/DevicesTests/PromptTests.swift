@@ -151,6 +151,23 @@ struct SpeechRenderingTests {
         #expect(throws: DeviceError.self) { try library.clip(PromptCatalog.Key.incomingCall, values: ["naam": "Jo"]) }
     }
 
+    @Test func installedLayoutIsWhatTheScriptProducesByDefault() throws {
+        let dir = TempDir()
+        defer { dir.cleanup() }
+        try FileManager.default.copyItem(atPath: promptsDir + "/nl.txt", toPath: dir.file("nl.txt"))
+        let script = Process()
+        script.executableURL = URL(fileURLWithPath: promptsDir + "/render.sh")
+        script.arguments = [dir.file("nl.txt")]
+        script.standardOutput = FileHandle.nullDevice
+        try script.run()
+        script.waitUntilExit()
+        #expect(script.terminationStatus == 0)
+        #expect(FileManager.default.fileExists(atPath: dir.file("wav/nl/call_ended.wav")))
+        let library = try PromptLibrary(promptsDirectory: dir.path, language: "nl",
+                                        renderer: SpeechRenderer(espeakPath: "/nonexistent/espeak-ng"))
+        #expect(try library.clip(PromptCatalog.Key.callEnded).sampleRate == 48_000)
+    }
+
     @Test func libraryRendersSentencesWithANameAtRunTimeAndCachesThem() throws {
         let catalog = try PromptCatalog(contentsOf: promptsDir + "/nl.txt")
         let library = PromptLibrary(catalog: catalog, wavDirectory: nil)
