@@ -80,6 +80,9 @@ enum InputRead {
 protocol InputDevice: AnyObject {
     var name: String { get }
     var fileDescriptor: Int32 { get }
+    /// Whether the key is already held when the device is opened (a button stuck since
+    /// boot, or held through a reconnect), so it is timed and reported like any other.
+    func keyIsDown(_ code: UInt16) -> Bool
     func readAvailable() -> InputRead
     func close()
 }
@@ -98,10 +101,15 @@ final class RawInputDevice: InputDevice {
     let fileDescriptor: Int32
     private var pending: [UInt8] = []
 
-    init(name: String, fileDescriptor: Int32) {
+    private let initiallyDown: Bool
+
+    init(name: String, fileDescriptor: Int32, initiallyDown: Bool = false) {
         self.name = name
         self.fileDescriptor = fileDescriptor
+        self.initiallyDown = initiallyDown
     }
+
+    func keyIsDown(_ code: UInt16) -> Bool { initiallyDown }
 
     func readAvailable() -> InputRead {
         var buf = [UInt8](repeating: 0, count: InputEvent.rawSize * 64)
@@ -182,6 +190,9 @@ final class InputButtonSource: ButtonSource {
                     let opened = try locator.open()
                     device = opened
                     recognizer = ButtonRecognizer(keyCode: keyCode, timing: timing)
+                    if opened.keyIsDown(keyCode) {
+                        emit(recognizer.key(code: keyCode, value: 1, at: Posix.monotonicNow()))
+                    }
                     lastProblem = nil
                     logger.info("button device opened", metadata: ["device": "\(opened.name)"])
                     onStatus(.opened(device: opened.name))

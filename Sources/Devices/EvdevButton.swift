@@ -152,6 +152,10 @@ final class EvdevDevice: InputDevice {
         libevdev_has_event_code(dev, UInt32(EV_KEY), UInt32(code)) == 1
     }
 
+    func keyIsDown(_ code: UInt16) -> Bool {
+        libevdev_get_event_value(dev, UInt32(EV_KEY), UInt32(code)) == 1
+    }
+
     func grab() throws(DeviceError) {
         let rc = cevdev_grab(dev)
         if rc != 0 {

@@ -115,6 +115,7 @@ final class DirectoryWatcher {
 /// A thread that runs one blocking device loop; `stop()` asks it to finish and waits.
 final class DeviceThread: Sendable {
     private let stopRequested = Atomic<Bool>(false)
+    private let started = Atomic<Bool>(false)
     private let finished = Mutex<Bool>(false)
     let wakeup = Wakeup()
 
@@ -122,6 +123,7 @@ final class DeviceThread: Sendable {
 
     /// Starts `body` on a new detached thread; `body` should return soon after `isStopping`.
     func start(_ body: @escaping @Sendable () -> Void) {
+        started.store(true, ordering: .releasing)
         Self.detach { [self] in
             body()
             finished.withLock { $0 = true }
@@ -145,6 +147,7 @@ final class DeviceThread: Sendable {
     /// Asks the loop to stop and waits (up to `timeout`) for it to finish.
     func stop(timeout: Duration = .seconds(2)) {
         stopRequested.store(true, ordering: .releasing)
+        guard started.load(ordering: .acquiring) else { return }
         wakeup.signal()
         let deadline = Posix.monotonicNow() + timeout
         while !finished.withLock({ $0 }) && Posix.monotonicNow() < deadline {

@@ -9,8 +9,12 @@ private final class PipeLocator: InputDeviceLocator, @unchecked Sendable {
     let dir: TempDir
     let kernels = Recorder<Int32>()
     let openAttempts = Recorder<Duration>()
+    let heldOnOpen: Bool
 
-    init(dir: TempDir) { self.dir = dir }
+    init(dir: TempDir, heldOnOpen: Bool = false) {
+        self.dir = dir
+        self.heldOnOpen = heldOnOpen
+    }
 
     var node: String { dir.file("button") }
     var watchDirectories: [String] { [dir.path] }
@@ -24,7 +28,7 @@ private final class PipeLocator: InputDeviceLocator, @unchecked Sendable {
         _ = fds.withUnsafeMutableBufferPointer { pipe($0.baseAddress) }
         _ = fcntl(fds[0], F_SETFL, O_NONBLOCK)
         kernels.append(fds[1])
-        return RawInputDevice(name: node, fileDescriptor: fds[0])
+        return RawInputDevice(name: node, fileDescriptor: fds[0], initiallyDown: heldOnOpen)
     }
 
     func appear() { _ = FileManager.default.createFile(atPath: node, contents: Data()) }
@@ -137,6 +141,36 @@ struct InputDeviceTests {
         #expect(await eventually { received.all == [.longPress, .stuck, .released] })
         source.stop()
         await consumer.value
+    }
+
+    @Test func aButtonHeldWhenTheDeviceOpensIsTimedToo() async throws {
+        let dir = TempDir()
+        defer { dir.cleanup() }
+        let locator = PipeLocator(dir: dir, heldOnOpen: true)
+        locator.appear()
+        let source = InputButtonSource(
+            locator: locator, keyCode: KeyCode.enter,
+            timing: ButtonTiming(debounce: .milliseconds(10), longPress: .milliseconds(50), stuckAfter: .milliseconds(150)),
+            logger: Logger(label: "test.button"), onStatus: { _ in })
+        let received = Recorder<ButtonEvent>()
+        let stream = source.events()
+        let consumer = Task { for await e in stream { received.append(e) } }
+        #expect(await eventually { received.all == [.longPress, .stuck] }, "stuck since boot is still a fault")
+        send(locator.kernels.all[0], key(0, at: monotonicNow()))
+        #expect(await eventually { received.all == [.longPress, .stuck, .released] })
+        source.stop()
+        await consumer.value
+        close(locator.kernels.all[0])
+    }
+
+    @Test func stoppingASourceThatNeverStartedReturnsAtOnce() {
+        let dir = TempDir()
+        defer { dir.cleanup() }
+        let source = InputButtonSource(locator: PipeLocator(dir: dir), keyCode: KeyCode.enter, timing: ButtonTiming(),
+                                       logger: Logger(label: "test.button"), onStatus: { _ in })
+        let before = monotonicNow()
+        source.stop()
+        #expect(monotonicNow() - before < .milliseconds(500))
     }
 
     @Test func evdevLocatorListsEventNodesInNumericOrder() {
