@@ -29,11 +29,12 @@ public struct ButtonTiming: Sendable, Equatable {
         longPress: Duration = .seconds(2),
         stuckAfter: Duration = .seconds(30)
     ) {
-        precondition(debounce >= .zero && longPress > debounce && stuckAfter > longPress,
-                     "button timing must satisfy 0 <= debounce < longPress < stuckAfter")
-        self.debounce = debounce
-        self.longPress = longPress
-        self.stuckAfter = stuckAfter
+        // Values come from a configuration file; an inconsistent one must not stop the
+        // daemon, so it is made consistent (debounce ≥ 0 < longPress < stuckAfter) here and
+        // configuration validation is where it gets reported.
+        self.debounce = max(debounce, .zero)
+        self.longPress = max(longPress, self.debounce + .milliseconds(1))
+        self.stuckAfter = max(stuckAfter, self.longPress + .milliseconds(1))
     }
 }
 

@@ -198,6 +198,16 @@ struct ButtonRecognizerTests {
         #expect(r.tick(now: .seconds(5) + .milliseconds(80)) == [.shortPress])
     }
 
+    @Test func inconsistentTimingIsMadeConsistentNotFatal() {
+        let t = ButtonTiming(debounce: .milliseconds(-5), longPress: .zero, stuckAfter: .milliseconds(1))
+        #expect(t.debounce == .zero)
+        #expect(t.longPress > t.debounce)
+        #expect(t.stuckAfter > t.longPress)
+        let sane = ButtonTiming(debounce: .milliseconds(20), longPress: .seconds(3), stuckAfter: .seconds(40))
+        #expect(sane == ButtonTiming(debounce: .milliseconds(20), longPress: .seconds(3), stuckAfter: .seconds(40)))
+        #expect(sane.longPress == .seconds(3) && sane.stuckAfter == .seconds(40))
+    }
+
     @Test func deadlinesFollowThePressLifecycle() {
         var r = ButtonRecognizer()
         #expect(r.nextDeadline == nil)
