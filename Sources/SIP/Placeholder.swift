@@ -1,2 +1,0 @@
-// SIP module — placeholder until its first real file lands.
-enum SIPPlaceholder {}
