@@ -209,7 +209,10 @@ final class InputButtonSource: ButtonSource {
             if let watcher { fds.append(watcher.fd) }
             if let device { fds.append(device.fileDescriptor) }
             var timeout = Posix.pollTimeout(until: recognizer.nextDeadline, now: Posix.monotonicNow())
-            if device == nil && watcher == nil && (timeout < 0 || timeout > 1000) { timeout = 1000 }
+            // Without inotify, retry every second. A device another process has grabbed
+            // (EBUSY) changes nothing on disk when it is let go, so retry that every 2 s.
+            let retry: Int32? = device != nil ? nil : watcher == nil ? 1000 : lastProblem?.kind == .busy ? 2000 : nil
+            if let retry, timeout < 0 || timeout > retry { timeout = retry }
             let ready = Posix.poll(fds, timeoutMilliseconds: timeout)
 
             if ready[0] { thread.wakeup.drain() }

@@ -183,6 +183,19 @@ struct InputDeviceTests {
         #expect(EvdevLocator.directory(of: "/dev/beeldzorg/button") == "/dev/beeldzorg")
     }
 
+    @Test func aFileThatIsNotAnInputDeviceIsReportedThroughLibevdev() async {
+        let dir = TempDir()
+        defer { dir.cleanup() }
+        _ = FileManager.default.createFile(atPath: dir.file("button"), contents: Data("no evdev here".utf8))
+        let statuses = Recorder<String>()
+        let button = EvdevButton(
+            configuration: EvdevButtonConfiguration(devicePath: dir.file("button"), inputDirectory: dir.path),
+            onStatus: { statuses.append("\($0)") })
+        _ = button.events()
+        #expect(await eventually { statuses.all.contains { $0.contains("libevdev_new_from_fd") } })
+        button.stop()
+    }
+
     @Test func evdevButtonWithoutADeviceReportsMissing() async {
         let dir = TempDir()
         defer { dir.cleanup() }
