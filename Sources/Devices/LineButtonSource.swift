@@ -56,11 +56,15 @@ struct ButtonCommandFeeder: Sendable {
         case .up:
             out += recognizer.key(code: code, value: 0, at: t)
         case .press, .long:
+            // Let any raw edge still settling finish first, so a whole press always counts
+            // as one however closely it follows a "down"/"up".
+            let start = t + timing.debounce
+            out += recognizer.tick(now: start)
             let held = command == .press ? timing.debounce + .milliseconds(100) : timing.longPress + timing.debounce
-            out += recognizer.key(code: code, value: 1, at: t)
-            out += recognizer.tick(now: t + held)
-            out += recognizer.key(code: code, value: 0, at: t + held)
-            let settled = t + held + timing.debounce
+            out += recognizer.key(code: code, value: 1, at: start)
+            out += recognizer.tick(now: start + held)
+            out += recognizer.key(code: code, value: 0, at: start + held)
+            let settled = start + held + timing.debounce
             out += recognizer.tick(now: settled)
             offset += settled - t
         }

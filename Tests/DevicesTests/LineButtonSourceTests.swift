@@ -29,6 +29,16 @@ struct LineButtonSourceTests {
         #expect(feeder.tick(realNow: t0 + .milliseconds(2) + .seconds(2)) == [.longPress])
     }
 
+    @Test func aWholePressRightAfterARawReleaseStillCounts() {
+        var feeder = ButtonCommandFeeder(recognizer: ButtonRecognizer())
+        let t0: Duration = .seconds(50)
+        #expect(feeder.apply(.down, realNow: t0).isEmpty)
+        #expect(feeder.tick(realNow: t0 + .seconds(3)) == [.longPress])
+        #expect(feeder.apply(.up, realNow: t0 + .seconds(3)).isEmpty)
+        // 1 ms later, long before the release has settled:
+        #expect(feeder.apply(.press, realNow: t0 + .seconds(3) + .milliseconds(1)) == [.shortPress])
+    }
+
     @Test func fifoDrivesTheSameEvents() async throws {
         let dir = TempDir()
         defer { dir.cleanup() }
