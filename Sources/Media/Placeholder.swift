@@ -1,2 +1,0 @@
-// Media module — placeholder until its first real file lands.
-enum MediaPlaceholder {}

@@ -1,0 +1,63 @@
+// Measurements used by the media tests: frequency of a tone, PSNR of a picture.
+import Devices
+import Foundation
+
+enum Signal {
+    /// Frequency estimated from upward zero crossings, ignoring the first `skip` samples
+    /// (codec start-up).
+    static func zeroCrossingFrequency(_ samples: [Int16], sampleRate: Int, skip: Int = 0) -> Double {
+        let body = Array(samples.dropFirst(skip))
+        guard body.count > 1 else { return 0 }
+        var first: Int? = nil
+        var last = 0
+        var crossings = 0
+        for index in 1..<body.count where body[index - 1] < 0 && body[index] >= 0 {
+            if first == nil { first = index } else { crossings += 1 }
+            last = index
+        }
+        guard let first, crossings > 0 else { return 0 }
+        return Double(crossings) * Double(sampleRate) / Double(last - first)
+    }
+
+    /// Relative power of `frequency` (Goertzel), normalised by total power: 1 for a pure tone
+    /// at exactly that frequency, near 0 for anything else.
+    static func goertzelShare(_ samples: [Int16], sampleRate: Int, frequency: Double) -> Double {
+        let n = samples.count
+        guard n > 0 else { return 0 }
+        let k = (Double(n) * frequency / Double(sampleRate)).rounded()
+        let omega = 2 * Double.pi * k / Double(n)
+        let coefficient = 2 * cos(omega)
+        var s1 = 0.0, s2 = 0.0, energy = 0.0
+        for sample in samples {
+            let x = Double(sample)
+            energy += x * x
+            let s0 = x + coefficient * s1 - s2
+            s2 = s1
+            s1 = s0
+        }
+        let power = s1 * s1 + s2 * s2 - coefficient * s1 * s2
+        guard energy > 0 else { return 0 }
+        return 2 * power / (Double(n) * energy)
+    }
+
+    static func rms(_ samples: [Int16]) -> Double {
+        guard !samples.isEmpty else { return 0 }
+        return sqrt(samples.reduce(0.0) { $0 + Double($1) * Double($1) } / Double(samples.count))
+    }
+
+    static func tone(frequency: Double, amplitude: Double = 0.5, count: Int, sampleRate: Int = 48_000) -> [Int16] {
+        (0..<count).map { Int16((amplitude * 32_767 * sin(2 * Double.pi * frequency * Double($0) / Double(sampleRate))).rounded()) }
+    }
+
+    /// PSNR of the luma planes in dB.
+    static func lumaPSNR(_ a: VideoFrame, _ b: VideoFrame) -> Double {
+        precondition(a.width == b.width && a.height == b.height)
+        var squared = 0.0
+        for index in 0..<a.lumaCount {
+            let d = Double(a.planes[index]) - Double(b.planes[index])
+            squared += d * d
+        }
+        let mse = squared / Double(a.lumaCount)
+        return mse == 0 ? 99 : 10 * log10(255 * 255 / mse)
+    }
+}
