@@ -1,0 +1,69 @@
+// Audio jitter buffer: reorders packets by sequence number, holds a small reserve so a late
+// packet still plays, and tells the playout loop when to conceal. Playout pulls one 20 ms
+// frame per tick; the buffer never blocks.
+
+/// What the playout loop should do for the next 20 ms.
+public enum JitterBufferOutput: Sendable, Equatable {
+    /// Decode this payload.
+    case payload([UInt8])
+    /// The packet is missing: conceal, using `next` (the following packet) if it is here.
+    case missing(next: [UInt8]?)
+    /// Not playing yet (filling) — play silence.
+    case silence
+}
+
+public struct AudioJitterBuffer: Sendable {
+    /// Frames held before playout starts (and after an underrun): 2 × 20 ms.
+    public let targetFrames: Int
+    /// Above this the buffer drops the oldest frames to get back to the target delay.
+    public let maximumFrames: Int
+    private var packets: [UInt16: [UInt8]] = [:]
+    private var nextSequence: UInt16?
+    private var playing = false
+    public private(set) var latePackets = 0
+    public private(set) var droppedForDelay = 0
+
+    public init(targetFrames: Int = 2, maximumFrames: Int = 8) {
+        self.targetFrames = max(1, targetFrames)
+        self.maximumFrames = max(targetFrames + 1, maximumFrames)
+    }
+
+    public var count: Int { packets.count }
+
+    public mutating func insert(sequence: UInt16, payload: [UInt8]) {
+        if let nextSequence, playing, !isNewer(sequence, than: nextSequence), sequence != nextSequence {
+            latePackets += 1
+            return
+        }
+        packets[sequence] = payload
+        if packets.count > maximumFrames {
+            // Delay has built up (a burst after a stall): skip ahead to the target.
+            let ordered = packets.keys.sorted { isNewer($1, than: $0) }
+            for sequence in ordered.prefix(packets.count - targetFrames) {
+                packets[sequence] = nil
+                droppedForDelay += 1
+            }
+            nextSequence = packets.keys.min { isNewer($1, than: $0) }
+        }
+    }
+
+    public mutating func pop() -> JitterBufferOutput {
+        if !playing {
+            guard packets.count >= targetFrames else { return .silence }
+            playing = true
+            if nextSequence == nil || packets[nextSequence!] == nil {
+                nextSequence = packets.keys.min { isNewer($1, than: $0) }
+            }
+        }
+        guard let sequence = nextSequence else { return .silence }
+        if packets.isEmpty {
+            // Underrun: conceal this tick, then refill before playing again.
+            playing = false
+            nextSequence = sequence &+ 1
+            return .missing(next: nil)
+        }
+        nextSequence = sequence &+ 1
+        if let payload = packets.removeValue(forKey: sequence) { return .payload(payload) }
+        return .missing(next: packets[sequence &+ 1])
+    }
+}

@@ -1,0 +1,177 @@
+import Devices
+import Synchronization
+import Testing
+@testable import Media
+
+/// Polls `condition` until it holds or `timeout` passes. The assertion is on the condition,
+/// not on the time: a slow machine only waits longer.
+func eventually(timeout: Duration = .seconds(15), _ condition: () -> Bool) async -> Bool {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if condition() { return true }
+        try? await Task.sleep(for: .milliseconds(20))
+    }
+    return condition()
+}
+
+final class FailureLog: Sendable {
+    private let reports = Mutex<[MediaFailureReport]>([])
+    func record(_ report: MediaFailureReport) { reports.withLock { $0.append(report) } }
+    var all: [MediaFailureReport] { reports.withLock { $0 } }
+}
+
+/// One side of a loopback call: its session and its devices.
+final class Endpoint {
+    let session: MediaSession
+    let camera: TestPatternCamera
+    let microphone: ToneSource
+    let speaker = RecordingAudioSink()
+    let display = RecordingVideoSink(capacity: 5)
+    let failures = FailureLog()
+
+    init(tone: Double, camera: TestPatternCamera = TestPatternCamera()) throws {
+        session = try MediaSession.bind(host: "127.0.0.1")
+        self.camera = camera
+        microphone = ToneSource(frequency: tone, amplitude: 0.4)
+    }
+
+    func start(peer: Endpoint, sendKey: [UInt8]?, receiveKey: [UInt8]?, codec: AudioCodec = .opus(payloadType: 111),
+               rtcpMux: Bool = true, video: Bool = true, allowPlain: Bool = false) throws {
+        let parameters = MediaParameters(
+            remoteHost: "127.0.0.1", remoteAudioPort: peer.session.localAudioPort,
+            remoteVideoPort: video ? peer.session.localVideoPort : nil, audioCodec: codec, videoPayloadType: video ? 96 : nil,
+            sendKey: sendKey, receiveKey: receiveKey, allowPlainRTP: allowPlain, rtcpMux: rtcpMux, videoBitrate: 400_000,
+            cameraFormat: CameraFormat(width: 320, height: 240, framesPerSecond: 25), rtcpInterval: .milliseconds(500))
+        let failures = self.failures
+        try session.start(parameters, camera: camera, microphone: microphone, speaker: speaker, display: display,
+                          onFailure: { failures.record($0) })
+    }
+}
+
+@Suite(.serialized) struct MediaSessionTests {
+    static let keyA: [UInt8] = (0..<30).map { UInt8(($0 * 13 + 1) & 0xFF) }
+    static let keyB: [UInt8] = (0..<30).map { UInt8(($0 * 17 + 9) & 0xFF) }
+
+    @Test func bindAllocatesDistinctEvenPortsBeforeTheOffer() throws {
+        let session = try MediaSession.bind(host: "127.0.0.1")
+        defer { session.stop() }
+        #expect(session.localAudioPort > 0 && session.localVideoPort > 0)
+        #expect(session.localAudioPort != session.localVideoPort)
+        #expect(session.localAudioPort % 2 == 0)
+        #expect(session.localAudioRTCPPort == session.localAudioPort + 1)
+        #expect(!session.isRunning)
+    }
+
+    @Test func twoSessionsExchangeAudioAndVideoOverSRTP() async throws {
+        let alice = try Endpoint(tone: 1_000)
+        let bob = try Endpoint(tone: 600)
+        try alice.start(peer: bob, sendKey: Self.keyA, receiveKey: Self.keyB)
+        try bob.start(peer: alice, sendKey: Self.keyB, receiveKey: Self.keyA)
+        #expect(await eventually { alice.camera.isOpen && alice.microphone.isOpen && alice.speaker.isOpen })
+
+        let flowing = await eventually {
+            let a = alice.session.statistics, b = bob.session.statistics
+            return a.video.framesDecoded >= 25 && b.video.framesDecoded >= 25
+                && a.audio.framesDecoded >= 50 && b.audio.framesDecoded >= 50
+                && a.audio.rtcpPacketsReceived > 0 && b.video.rtcpPacketsReceived > 0
+        }
+        alice.session.stop()
+        bob.session.stop()
+        let a = alice.session.statistics, b = bob.session.statistics
+        #expect(flowing, "alice \(a) bob \(b)")
+        #expect(a.audio.authenticationFailures == 0 && b.video.authenticationFailures == 0)
+        #expect(alice.failures.all.isEmpty && bob.failures.all.isEmpty)
+
+        // Each side hears the other's tone, at the other's frequency.
+        let heardByBob = Array(bob.speaker.samples.drop { $0 == 0 }.dropFirst(4_800))
+        let heardByAlice = Array(alice.speaker.samples.drop { $0 == 0 }.dropFirst(4_800))
+        #expect(abs(Signal.zeroCrossingFrequency(Array(heardByBob.prefix(24_000)), sampleRate: 48_000) - 1_000) < 20)
+        #expect(abs(Signal.zeroCrossingFrequency(Array(heardByAlice.prefix(24_000)), sampleRate: 48_000) - 600) < 20)
+
+        // Each side sees the other's test pattern: counters go up.
+        let seen = bob.display.frames.map(TestPatternCamera.frameNumber(in:))
+        #expect(seen.count == 5)
+        #expect(zip(seen, seen.dropFirst()).allSatisfy { $0 < $1 }, "frame numbers \(seen)")
+        #expect(bob.display.frames.last?.width == 320)
+
+        // stop() closed the devices.
+        #expect(!alice.camera.isOpen && !alice.microphone.isOpen && !alice.speaker.isOpen)
+        #expect(!bob.camera.isOpen && !bob.microphone.isOpen && !bob.speaker.isOpen)
+    }
+
+    @Test func peerWithTheWrongKeyDecodesNothing() async throws {
+        let alice = try Endpoint(tone: 1_000)
+        let mallory = try Endpoint(tone: 600)
+        try alice.start(peer: mallory, sendKey: Self.keyA, receiveKey: Self.keyB)
+        // Mallory guesses a key for alice's stream.
+        try mallory.start(peer: alice, sendKey: Self.keyB, receiveKey: Self.keyB)
+        let rejected = await eventually {
+            let m = mallory.session.statistics
+            return m.audio.authenticationFailures >= 50 && m.video.authenticationFailures >= 50
+        }
+        // And alice, with the right key for mallory's stream, still decodes (control).
+        let control = await eventually { alice.session.statistics.video.framesDecoded >= 5 }
+        alice.session.stop()
+        mallory.session.stop()
+        let m = mallory.session.statistics
+        #expect(rejected, "\(m)")
+        #expect(control)
+        #expect(m.audio.framesDecoded == 0 && m.video.framesDecoded == 0 && m.video.framesReceived == 0)
+        #expect(mallory.display.count == 0)
+        #expect(mallory.speaker.samples.allSatisfy { $0 == 0 })
+    }
+
+    @Test func cameraFailureStopsVideoAndKeepsAudio() async throws {
+        let alice = try Endpoint(tone: 1_000, camera: TestPatternCamera(failAfter: 10))
+        let bob = try Endpoint(tone: 600)
+        try alice.start(peer: bob, sendKey: Self.keyA, receiveKey: Self.keyB)
+        try bob.start(peer: alice, sendKey: Self.keyB, receiveKey: Self.keyA)
+        let reported = await eventually { !alice.failures.all.isEmpty }
+        let framesAtFailure = bob.session.statistics.video.framesDecoded
+        let audioAtFailure = bob.session.statistics.audio.framesDecoded
+        let audioGoesOn = await eventually { bob.session.statistics.audio.framesDecoded >= audioAtFailure + 50 }
+        alice.session.stop()
+        bob.session.stop()
+        #expect(reported)
+        let failure = try #require(alice.failures.all.first)
+        #expect(failure.component == .camera && failure.videoSendingStopped)
+        #expect(alice.failures.all.count == 1)
+        #expect(audioGoesOn)
+        #expect(bob.session.statistics.video.framesDecoded <= 10)
+        #expect(framesAtFailure <= 10)
+        // Video in the other direction was not affected.
+        #expect(alice.session.statistics.video.framesDecoded > 10)
+        #expect(!alice.camera.isOpen)
+    }
+
+    @Test(arguments: [AudioCodec.pcmu, .pcma])
+    func g711WithoutRTCPMuxAndWithoutVideo(codec: AudioCodec) async throws {
+        let alice = try Endpoint(tone: 1_000)
+        let bob = try Endpoint(tone: 600)
+        try alice.start(peer: bob, sendKey: Self.keyA, receiveKey: Self.keyB, codec: codec, rtcpMux: false, video: false)
+        try bob.start(peer: alice, sendKey: Self.keyB, receiveKey: Self.keyA, codec: codec, rtcpMux: false, video: false)
+        let flowing = await eventually {
+            bob.session.statistics.audio.framesDecoded >= 50 && bob.session.statistics.audio.rtcpPacketsReceived >= 1
+        }
+        alice.session.stop()
+        bob.session.stop()
+        #expect(flowing, "\(bob.session.statistics)")
+        #expect(!alice.camera.isOpen && alice.camera.openCount == 0, "no video negotiated: camera never opened")
+        let heard = Array(bob.speaker.samples.drop { $0 == 0 }.dropFirst(960))
+        #expect(abs(Signal.zeroCrossingFrequency(Array(heard.prefix(24_000)), sampleRate: 48_000) - 1_000) < 20)
+    }
+
+    @Test func plainRTPNeedsExplicitPermission() throws {
+        let alice = try Endpoint(tone: 1_000)
+        let bob = try Endpoint(tone: 600)
+        defer {
+            alice.session.stop()
+            bob.session.stop()
+        }
+        #expect(throws: MediaError.self) { try alice.start(peer: bob, sendKey: nil, receiveKey: nil) }
+        #expect(!alice.session.isRunning)
+        try alice.start(peer: bob, sendKey: nil, receiveKey: nil, allowPlain: true)
+        #expect(alice.session.isRunning)
+        #expect(throws: MediaError.self) { try alice.start(peer: bob, sendKey: nil, receiveKey: nil, allowPlain: true) }
+    }
+}
