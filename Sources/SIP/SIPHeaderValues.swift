@@ -69,6 +69,10 @@ public struct SIPParameters: Sendable, Equatable {
         }
     }
 
+    public mutating func remove(_ name: String) {
+        storage.removeAll { $0.name.lowercased() == name.lowercased() }
+    }
+
     var wireForm: String {
         storage.map { ";" + $0.name + ($0.value.map { "=" + $0 } ?? "") }.joined()
     }
