@@ -1,2 +1,0 @@
-// DemoCentrale module — placeholder until its first real file lands.
-enum DemoCentralePlaceholder {}

@@ -1,0 +1,272 @@
+import DemoCentrale
+import NIOCore
+import NIOPosix
+import Testing
+
+@testable import SIP
+
+/// The user agent against the demo centrale and against hand-written peers, all on loopback.
+@Suite struct UserAgentTests {
+    private func centrale(_ posts: [DemoPostBehaviour], ringDelay: Duration = .milliseconds(200)) async throws
+        -> (DemoCentrale, Recorder<DemoCentraleEvent>, [Int])
+    {
+        let centrale = DemoCentrale(posts: posts, ringDelay: ringDelay, group: MultiThreadedEventLoopGroup.singleton,
+                                    logger: testLogger("centrale"))
+        let ports = try await centrale.start()
+        return (centrale, Recorder(centrale.events), ports)
+    }
+
+    @Test func callRingAnswerEchoAndHangUp() async throws {
+        let (centrale, centraleEvents, ports) = try await centrale([.answer])
+        let (agent, events, _) = try await makeAgent()
+        let media = try await RawPeer.bind()  // stands in for the tablet's RTP socket
+        let offer = MediaNegotiator(localAddress: "127.0.0.1", audioPort: media.port, videoPort: media.port,
+                                    srtpRequired: true).makeOffer()
+
+        let call = await agent.invite(to: "sip:post@127.0.0.1:\(ports[0])", offer: offer.description)
+        let progress = try await events.next("180") { $0 == .progress(call, status: 180) }
+        #expect(progress == .progress(call, status: 180))
+        let answered = try await events.next("answer")
+        guard case .answered(call, let remote) = answered else {
+            Issue.record("expected answered, got \(answered)")
+            return
+        }
+        let negotiated = try MediaNegotiator.readAnswer(remote, for: offer)
+        #expect(negotiated.audio?.codec == .opus)
+        #expect(negotiated.isSecure)
+        // The centrale answers with our own key so its echo decrypts on our side.
+        #expect(negotiated.audio?.receiveKey == negotiated.audio?.sendKey)
+
+        // A real round trip through the echo port.
+        let before = centrale.echoedPackets
+        let packet: [UInt8] = [0x80, 111, 0, 1] + Array(repeating: 7, count: 20)
+        try await media.send(packet, to: negotiated.audio!.remotePort)
+        let echoed = try await media.received.next("echo") { $0.bytes == packet }
+        #expect(echoed.bytes == packet)
+        #expect(centrale.echoedPackets == before + 1)
+
+        await agent.hangUp(call)
+        _ = try await centraleEvents.next("BYE at centrale") { $0 == .tabletHungUp(post: 0) }
+        await agent.shutdown()
+        await centrale.shutdown()
+        await media.close()
+    }
+
+    @Test func cancelWhileRinging() async throws {
+        let (centrale, centraleEvents, ports) = try await centrale([.noAnswer])
+        let (agent, events, _) = try await makeAgent()
+        let offer = agent.mediaNegotiator(audioPort: 40000, videoPort: nil).makeOffer()
+        let call = await agent.invite(to: "sip:post@127.0.0.1:\(ports[0])", offer: offer.description)
+        _ = try await events.next("180") { $0 == .progress(call, status: 180) }
+        await agent.cancel(call)
+        let failed = try await events.next("final") { if case .failed = $0 { true } else { false } }
+        #expect(failed == .failed(call, status: 487, reason: "Request Terminated"))
+        _ = try await centraleEvents.next("CANCEL at centrale") { $0 == .cancelled(post: 0) }
+        await agent.shutdown()
+        await centrale.shutdown()
+    }
+
+    @Test func busyPost() async throws {
+        let (centrale, _, ports) = try await centrale([.busy])
+        let (agent, events, _) = try await makeAgent()
+        let call = await agent.invite(to: "sip:post@127.0.0.1:\(ports[0])",
+                                      offer: agent.mediaNegotiator(audioPort: 40000, videoPort: nil).makeOffer().description)
+        let failed = try await events.next("486")
+        #expect(failed == .failed(call, status: 486, reason: "Busy Here"))
+        await agent.shutdown()
+        await centrale.shutdown()
+    }
+
+    @Test func unreachablePostCostsOnlyTheRingTimeout() async throws {
+        let (centrale, _, ports) = try await centrale([.unreachable])
+        let (agent, events, _) = try await makeAgent(t1: .milliseconds(500))  // production T1
+        let clock = ContinuousClock()
+        let start = clock.now
+        let call = await agent.invite(to: "sip:post@127.0.0.1:\(ports[0])",
+                                      offer: agent.mediaNegotiator(audioPort: 40000, videoPort: nil).makeOffer().description,
+                                      ringTimeout: .milliseconds(1500))
+        let failed = try await events.next("timeout", timeout: .seconds(5))
+        #expect(failed == .failed(call, status: nil, reason: "ring timeout"))
+        #expect(clock.now - start < .seconds(3))  // not Timer B's 32 s
+        await agent.shutdown()
+        await centrale.shutdown()
+    }
+
+    @Test func centraleCallsTheTablet() async throws {
+        let (centrale, centraleEvents, _) = try await centrale([])
+        let (agent, events, port) = try await makeAgent()
+        let outcome = Task { await centrale.callTablet(uri: "sip:tablet@127.0.0.1:\(port)", displayName: "Zorgcentrale") }
+        let incoming = try await events.next("incoming")
+        guard case .incoming(let call, let fromURI, let displayName, let offer) = incoming else {
+            Issue.record("expected incoming, got \(incoming)")
+            return
+        }
+        #expect(displayName == "Zorgcentrale")
+        #expect(fromURI.hasPrefix("sip:centrale@127.0.0.1:"))
+        await agent.ring(call)
+        let (answer, _) = try agent.mediaNegotiator(audioPort: 40000, videoPort: 40002).answer(offer)
+        await agent.answer(call, with: answer)
+        #expect(await outcome.value == .answered)
+        await centrale.hangUpTabletCalls()
+        let hungUp = try await events.next("BYE")
+        #expect(hungUp == .remoteHungUp(call))
+        _ = centraleEvents
+        await agent.shutdown()
+        await centrale.shutdown()
+    }
+
+    @Test func tabletRejectsAnIncomingCall() async throws {
+        let (centrale, _, _) = try await centrale([])
+        let (agent, events, port) = try await makeAgent()
+        let outcome = Task { await centrale.callTablet(uri: "sip:tablet@127.0.0.1:\(port)", displayName: "Onbekend") }
+        guard case .incoming(let call, _, _, _) = try await events.next("incoming") else {
+            Issue.record("expected incoming")
+            return
+        }
+        await agent.reject(call, status: 403, reason: "Forbidden")
+        #expect(await outcome.value == .failed(status: 403, reason: "Forbidden"))
+        await agent.shutdown()
+        await centrale.shutdown()
+    }
+
+    @Test func probeTellsAliveFromDead() async throws {
+        let (centrale, _, ports) = try await centrale([.answer, .unreachable])
+        let (agent, _, _) = try await makeAgent()
+        #expect(await agent.probe("sip:post@127.0.0.1:\(ports[0])", timeout: .seconds(2)) == 200)
+        #expect(await agent.probe("sip:post@127.0.0.1:\(ports[1])", timeout: .milliseconds(500)) == nil)
+        await agent.shutdown()
+        await centrale.shutdown()
+    }
+
+    // MARK: Hand-written peers
+
+    @Test func timerARetransmitsUntilProvisional() async throws {
+        let peer = try await RawPeer.bind()
+        let (agent, events, _) = try await makeAgent(t1: .milliseconds(50))
+        let call = await agent.invite(to: "sip:peer@127.0.0.1:\(peer.port)",
+                                      offer: agent.mediaNegotiator(audioPort: 40000, videoPort: nil).makeOffer().description,
+                                      ringTimeout: .seconds(5))
+        // 0, 50, 150, 350 ms: four copies, each the same transaction.
+        var copies: [SIPRequest] = []
+        var source: SocketAddress?
+        for _ in 0..<4 {
+            let (invite, from) = try await peer.nextRequest(.invite, timeout: .seconds(2))
+            copies.append(invite)
+            source = from
+        }
+        #expect(Set(copies.map { $0.headers.values("Via").first! }).count == 1)
+        try await peer.send(response(to: copies[0], status: 180, toTag: "p1"), to: source!)
+        _ = try await events.next("180") { $0 == .progress(call, status: 180) }
+        // After the provisional, no more copies.
+        let countAfter180 = await peer.received.all().count
+        try await Task.sleep(for: .milliseconds(600))  // three more Timer A periods would have passed
+        #expect(await peer.received.all().count == countAfter180)
+        await agent.cancel(call)
+        let (cancel, _) = try await peer.nextRequest(.cancel)
+        #expect(cancel.headers.values("Via").first == copies[0].headers.values("Via").first)
+        await agent.shutdown()
+        await peer.close()
+    }
+
+    @Test func okAfterCancelIsAcknowledgedAndHungUp() async throws {
+        let peer = try await RawPeer.bind()
+        let (agent, events, _) = try await makeAgent()
+        let offer = agent.mediaNegotiator(audioPort: 40000, videoPort: nil).makeOffer()
+        let call = await agent.invite(to: "sip:peer@127.0.0.1:\(peer.port)", offer: offer.description)
+        let (invite, source) = try await peer.nextRequest(.invite)
+        try await peer.send(response(to: invite, status: 180, toTag: "t9"), to: source)
+        _ = try await events.next("180") { $0 == .progress(call, status: 180) }
+        await agent.cancel(call)
+        let (cancel, _) = try await peer.nextRequest(.cancel)
+        // The callee answered just before the CANCEL arrived.
+        let answerSDP = try MediaNegotiator(localAddress: "127.0.0.1", audioPort: 50000, videoPort: nil, srtpRequired: false)
+            .answer(offer.description).answer
+        try await peer.send(response(to: invite, status: 200, toTag: "t9", body: answerSDP.serialized(),
+                                     contactPort: peer.port), to: source)
+        try await peer.send(response(to: cancel, status: 200, toTag: "t9"), to: source)
+        let (ack, _) = try await peer.nextRequest(.ack)
+        #expect(ack.headers["To"]?.contains("tag=t9") == true)
+        let (bye, byeSource) = try await peer.nextRequest(.bye)
+        #expect(bye.headers["Call-ID"] == invite.headers["Call-ID"])
+        try await peer.send(response(to: bye, status: 200, toTag: nil), to: byeSource)
+        let final = try await events.next("final") { if case .failed = $0 { true } else { false } }
+        #expect(final == .failed(call, status: nil, reason: "answered after cancel"))
+        await agent.shutdown()
+        await peer.close()
+    }
+
+    @Test func malformedRequestGets400AndGarbageIsDropped() async throws {
+        let peer = try await RawPeer.bind()
+        let (agent, _, port) = try await makeAgent()
+        let bad = """
+            OPTIONS sip:tablet@127.0.0.1 SIP/2.0\r
+            Via: SIP/2.0/UDP 127.0.0.1:\(peer.port);branch=z9hG4bKbad1\r
+            From: <sip:x@127.0.0.1>;tag=1\r
+            To: <sip:tablet@127.0.0.1>\r
+            Call-ID: bad-1\r
+            CSeq: 1 OPTIONS\r
+            Content-Length: many\r
+            \r
+
+            """
+        try await peer.send(Array(bad.utf8), to: port)
+        let answer = try await peer.nextResponse()
+        #expect(answer.status == 400)
+        #expect(answer.headers["Call-ID"] == "bad-1")
+        // Garbage gets no answer, and the agent still works afterwards.
+        try await peer.send([0xFF, 0x00, 0x13, 0x37], to: port)
+        try await peer.send(Array("INVITE sip:x SIP/2.0\r\nVia: broken\r\n\r\n".utf8), to: port)
+        let options = bad.replacing("Content-Length: many", with: "Content-Length: 0").replacing("bad1", with: "ok2")
+        try await peer.send(Array(options.utf8), to: port)
+        let ok = try await peer.nextResponse()
+        #expect(ok.status == 200)
+        #expect(ok.headers.values("Via").first?.contains("ok2") == true)
+        await agent.shutdown()
+        await peer.close()
+    }
+
+    @Test func incomingInviteRetransmissionsAndCancel() async throws {
+        let peer = try await RawPeer.bind()
+        let (agent, events, port) = try await makeAgent()
+        let offer = MediaNegotiator(localAddress: "127.0.0.1", audioPort: 50000, videoPort: nil, srtpRequired: false)
+            .makeOffer().description.serialized()
+        let headers = """
+            Via: SIP/2.0/UDP 127.0.0.1:\(peer.port);branch=z9hG4bKinv1\r
+            From: "Dochter" <sip:dochter@127.0.0.1:\(peer.port)>;tag=abc\r
+            To: <sip:tablet@127.0.0.1:\(port)>\r
+            Call-ID: inc-1\r
+            Contact: <sip:dochter@127.0.0.1:\(peer.port)>\r
+            Max-Forwards: 70\r
+
+            """
+        let invite = Array(("INVITE sip:tablet@127.0.0.1:\(port) SIP/2.0\r\n" + headers + "CSeq: 5 INVITE\r\n"
+            + "Content-Type: application/sdp\r\nContent-Length: \(offer.count)\r\n\r\n").utf8) + offer
+        try await peer.send(invite, to: port)
+        #expect(try await peer.nextResponse().status == 100)
+        guard case .incoming(let call, _, let name, _) = try await events.next("incoming") else {
+            Issue.record("expected incoming")
+            return
+        }
+        #expect(name == "Dochter")
+        await agent.ring(call)
+        #expect(try await peer.nextResponse().status == 180)
+        // A retransmitted INVITE gets the last response again, not a second call.
+        try await peer.send(invite, to: port)
+        #expect(try await peer.nextResponse().status == 180)
+        let cancel = Array(("CANCEL sip:tablet@127.0.0.1:\(port) SIP/2.0\r\n" + headers + "CSeq: 5 CANCEL\r\n"
+            + "Content-Length: 0\r\n\r\n").utf8)
+        try await peer.send(cancel, to: port)
+        let cancelOK = try await peer.nextResponse()
+        #expect(cancelOK.status == 200)
+        #expect(SIPCSeq(cancelOK.headers["CSeq"]!)?.method == .cancel)
+        let terminated = try await peer.nextResponse()
+        #expect(terminated.status == 487)
+        #expect(try await events.next("cancelled") == .remoteCancelled(call))
+        // Without an ACK, the 487 is retransmitted.
+        #expect(try await peer.nextResponse(status: 487).status == 487)
+        let incomingCount = await events.all().filter { if case .incoming = $0 { true } else { false } }.count
+        #expect(incomingCount == 1)
+        await agent.shutdown()
+        await peer.close()
+    }
+}
