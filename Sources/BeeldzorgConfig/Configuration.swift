@@ -72,6 +72,8 @@ public struct Configuration: Sendable, Equatable {
     public var databasePath: String
     public var controlSocket: String
     public var language: String
+    /// Folder holding `LANGUAGE.txt` (the prompt texts) and the WAVs rendered from it.
+    public var promptsDirectory: String
     /// Start the built-in loopback demo centrale (for `make demo` only).
     public var demoCentrale: Bool
 
@@ -179,6 +181,7 @@ public struct Configuration: Sendable, Equatable {
             databasePath: try root.string("database") ?? "/var/lib/beeldzorg/beeldzorg.sqlite",
             controlSocket: try root.string("control_socket") ?? "/run/beeldzorg/control.sock",
             language: try root.choice("language", Language.self)?.rawValue ?? "nl",
+            promptsDirectory: try root.string("prompts") ?? "/usr/share/beeldzorg/prompts",
             demoCentrale: try root.bool("demo_centrale") ?? false
         )
         try root.finish()

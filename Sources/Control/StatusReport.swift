@@ -2,6 +2,7 @@ public import Foundation
 
 /// What `beeldzorgctl status` shows and `status --json` prints. Its JSON shape is a contract
 /// with field tools: add fields, never rename or remove them (Tests/ControlTests checks it).
+/// Optional fields (a peer, the last call, media counters) are left out while they have no value.
 public struct StatusReport: Codable, Sendable, Equatable {
     public struct Daemon: Codable, Sendable, Equatable {
         public var version: String

@@ -58,7 +58,7 @@ import Testing
     @Test func statusJSONKeepsItsShape() throws {
         let report = StatusReport(
             daemon: .init(version: "0.1.0", pid: 42, startedAt: Date(timeIntervalSince1970: 0), uptimeSeconds: 5, demo: true),
-            call: .init(phase: "idle", peer: nil, callbackPending: false),
+            call: .init(phase: "inCall", peer: "post-1", callbackPending: false),
             registration: [.init(proxy: "sip:edge", state: "registered", detail: nil)],
             network: true,
             devices: [.init(name: "button", source: "stdin", present: true, detail: nil)],

@@ -1,0 +1,215 @@
+import CallFlow
+import Control
+import Devices
+import Foundation
+import Logging
+
+/// Everything that reaches the call controller, in the order it happened. One loop consumes
+/// them, so CallFlow sees one event at a time and its actions run to completion before the
+/// next event — no actor reentrancy between an event and its actions.
+enum ControllerInput: Sendable {
+    case flow(CallFlowEvent)
+    case button(ButtonEvent)
+    case control(ControlRequest, ControlPeer?, @Sendable (ControlResponse) -> Void)
+    case watchdogTick
+}
+
+/// The signalling and media half of executing CallFlow's actions: SIP legs, SDP, RTP.
+/// `SIPCallSignalling` is the real one; its events come back through `ControllerInput`.
+protocol CallSignalling: Sendable {
+    func sendInvite(_ leg: CallLegID, to post: CentralePost) async
+    func cancel(_ leg: CallLegID) async
+    func answer(_ leg: CallLegID) async
+    func reject(_ leg: CallLegID, status: Int) async
+    func hangUp(_ leg: CallLegID) async
+    func startMedia(_ leg: CallLegID) async
+    func stopMedia() async
+    func stopVideo() async
+    /// Media counters of the running call, if any.
+    func mediaStatistics() async -> StatusReport.Media?
+    func registrationStatus() async -> [StatusReport.Registration]
+    /// The demo centrale (only in demo mode) calls the tablet.
+    func demoCallIn(from uri: String?) async throws
+}
+
+/// Spoken prompts, tones and the status light: what the client hears and sees.
+protocol ClientFeedback: Sendable {
+    func play(_ prompt: Prompt) async
+    func play(_ tone: Tone) async
+    func stopTone() async
+    func show(_ indicator: Indicator) async
+    /// Called after every event with the new status, for the screen.
+    func stateChanged(_ status: CallFlowStatus) async
+}
+
+/// Executes CallFlow's actions: the one place where the pure machine meets timers, SIP,
+/// media, the store and the client's feedback.
+actor CallController {
+    private var flow: CallFlow
+    private let signalling: any CallSignalling
+    private let feedback: any ClientFeedback
+    private let callLog: CallLogWriter
+    private let notifier: SystemdNotifier
+    private let logger: Logger
+
+    private let inputs: AsyncStream<ControllerInput>
+    private let input: AsyncStream<ControllerInput>.Continuation
+    private var timers: [CallFlowTimer: Task<Void, Never>] = [:]
+    private var lastPhase: CallFlowStatus.Phase?
+    private var statusProvider: (@Sendable (CallFlowStatus) async -> StatusReport)?
+
+    init(configuration: CallFlowConfiguration, signalling: any CallSignalling, feedback: any ClientFeedback,
+         callLog: CallLogWriter, notifier: SystemdNotifier, logger: Logger) {
+        flow = CallFlow(configuration: configuration)
+        self.signalling = signalling
+        self.feedback = feedback
+        self.callLog = callLog
+        self.notifier = notifier
+        self.logger = logger
+        (inputs, input) = AsyncStream.makeStream(of: ControllerInput.self, bufferingPolicy: .unbounded)
+    }
+
+    /// Where everything that happens is reported (thread-safe; never blocks).
+    nonisolated var sink: AsyncStream<ControllerInput>.Continuation { input }
+
+    func setStatusProvider(_ provider: @escaping @Sendable (CallFlowStatus) async -> StatusReport) {
+        statusProvider = provider
+    }
+
+    var status: CallFlowStatus { flow.status }
+
+    /// The controller's loop. Returns when `finish()` is called.
+    func run() async {
+        for await item in inputs {
+            switch item {
+            case .flow(let event):
+                await handle(event)
+            case .button(let event):
+                await handle(Self.flowEvent(for: event))
+            case .control(let request, let peer, let reply):
+                reply(await control(request, peer: peer))
+            case .watchdogTick:
+                // Sent from this loop, so a hung loop stops the pings and systemd restarts us.
+                notifier.watchdog()
+            }
+        }
+        for task in timers.values { task.cancel() }
+        timers.removeAll()
+    }
+
+    nonisolated func finish() { input.finish() }
+
+    static func flowEvent(for button: ButtonEvent) -> CallFlowEvent {
+        switch button {
+        case .shortPress: .shortPress
+        case .longPress: .longPress
+        case .stuck: .buttonStuck
+        case .released: .buttonReleased
+        }
+    }
+
+    private func handle(_ event: CallFlowEvent) async {
+        let actions = flow.handle(event)
+        logger.debug("event", metadata: ["event": "\(event)", "actions": "\(actions.count)"])
+        for action in actions {
+            await execute(action)
+        }
+        let status = flow.status
+        if status.phase != lastPhase {
+            logger.info("call state", metadata: ["phase": "\(status.phase.rawValue)", "peer": "\(status.peerName ?? "-")"])
+            notifier.status(Self.describe(status))
+            lastPhase = status.phase
+        }
+        await feedback.stateChanged(status)
+    }
+
+    private func execute(_ action: CallFlowAction) async {
+        switch action {
+        case .sendInvite(let leg, let post):
+            await signalling.sendInvite(leg, to: post)
+        case .cancelInvite(let leg):
+            await signalling.cancel(leg)
+        case .answer(let leg):
+            await signalling.answer(leg)
+        case .reject(let leg, let reason):
+            await signalling.reject(leg, status: reason.sipStatusCode)
+        case .sendBye(let leg):
+            await signalling.hangUp(leg)
+        case .startMedia(let leg):
+            await signalling.startMedia(leg)
+        case .stopMedia:
+            await signalling.stopMedia()
+        case .stopVideo:
+            await signalling.stopVideo()
+        case .playPrompt(let prompt):
+            await feedback.play(prompt)
+        case .playTone(let tone):
+            await feedback.play(tone)
+        case .stopTone:
+            await feedback.stopTone()
+        case .setIndicator(let indicator):
+            await feedback.show(indicator)
+        case .callLog(let entry):
+            callLog.write(entry, at: Date())
+        case .queueCallbackRequest(let reason):
+            callLog.queueCallback(reason: reason, at: Date())
+        case .scheduleTimer(let timer, let delay):
+            timers[timer]?.cancel()
+            let sink = input
+            timers[timer] = Task {
+                do {
+                    try await Task.sleep(for: delay)
+                } catch {
+                    return
+                }
+                sink.yield(.flow(.timerFired(timer)))
+            }
+        case .cancelTimer(let timer):
+            timers.removeValue(forKey: timer)?.cancel()
+        }
+    }
+
+    // MARK: Control requests
+
+    private func control(_ request: ControlRequest, peer: ControlPeer?) async -> ControlResponse {
+        do {
+            switch request.cmd {
+            case .status:
+                guard let statusProvider else { return .failure(ControlError(.unavailable, "starting up")) }
+                return try .success(await statusProvider(flow.status))
+            case .press:
+                let event: CallFlowEvent
+                switch request.kind ?? "short" {
+                case "short": event = .shortPress
+                case "long": event = .longPress
+                default: return .failure(ControlError(.badArgument, "kind must be short or long"))
+                }
+                logger.notice("button pressed over the control socket", metadata: ["kind": "\(request.kind ?? "short")", "peer": "\(peer?.description ?? "?")"])
+                await handle(event)
+                return try .success(Self.callSummary(flow.status))
+            case .demoCallIn:
+                logger.notice("demo call-in requested", metadata: ["peer": "\(peer?.description ?? "?")"])
+                try await signalling.demoCallIn(from: request.from)
+                return try .success(Self.callSummary(flow.status))
+            case .calls:
+                return try .success(callLog.recentCalls(limit: request.limit ?? 20))
+            }
+        } catch let error as ControlError {
+            return .failure(error)
+        } catch {
+            return .failure(ControlError(.internal, "\(error)"))
+        }
+    }
+
+    static func callSummary(_ status: CallFlowStatus) -> StatusReport.Call {
+        StatusReport.Call(phase: status.phase.rawValue, peer: status.peerName, callbackPending: status.callbackPending)
+    }
+
+    static func describe(_ status: CallFlowStatus) -> String {
+        var text = status.phase.rawValue
+        if let peer = status.peerName { text += " with \(peer)" }
+        if status.callbackPending { text += ", callback request queued" }
+        if !status.networkUp { text += ", no network" }
+        return text
+    }
+}

@@ -1,0 +1,101 @@
+import CallFlow
+import Control
+import Foundation
+import Logging
+import Store
+import Synchronization
+
+/// Carries CallFlow's call-log events into the store, stamping the wall-clock time, and
+/// answers the technician's questions about recent calls. A store that fails is logged and
+/// never stops a call: the client's call matters more than its record.
+final class CallLogWriter: Sendable {
+    private let store: BeeldzorgStore
+    private let logger: Logger
+    /// CallFlow's per-process record counter → the record's durable, uploadable id.
+    private let ids = Mutex<[CallRecordID: String]>([:])
+
+    init(store: BeeldzorgStore, logger: Logger) {
+        self.store = store
+        self.logger = logger
+    }
+
+    func write(_ event: CallLogEvent, at now: Date) {
+        do {
+            switch event {
+            case .started(let record, let direction, let peer):
+                let id = UUID().uuidString.lowercased()
+                ids.withLock { $0[record] = id }
+                let name = direction == .outgoing ? "centrale" : (try? store.contact(forURI: peer))?.displayName
+                try store.recordCallStarted(id: id, direction: Self.direction(direction), peerURI: peer, peerName: name, at: now)
+            case .answered(let record, _):
+                guard let id = ids.withLock({ $0[record] }) else { return }
+                try store.recordAnswered(id: id, at: now)
+            case .ended(let record, let outcome, let postsTried, let reason):
+                guard let id = ids.withLock({ $0.removeValue(forKey: record) }) else { return }
+                try store.recordEnded(id: id, outcome: Self.outcome(outcome), postsTried: postsTried, failureReason: reason, at: now)
+            }
+        } catch {
+            logger.error("call log write failed", metadata: ["event": "\(event)", "error": "\(error)"])
+        }
+    }
+
+    func queueCallback(reason: String, at now: Date) {
+        do {
+            try store.enqueueCallbackRequest(reason: reason, callID: nil, at: now)
+        } catch {
+            logger.error("callback request could not be queued", metadata: ["error": "\(error)"])
+        }
+    }
+
+    func recentCalls(limit: Int) throws -> [CallRecord] {
+        try store.recentCalls(limit: max(1, min(limit, 500)))
+    }
+
+    func lastCall() -> StatusReport.LastCall? {
+        guard let record = try? store.recentCalls(limit: 1).first else { return nil }
+        let duration: Int? = if let answered = record.answeredAt, let ended = record.endedAt {
+            Int(ended.timeIntervalSince(answered).rounded())
+        } else {
+            nil
+        }
+        return StatusReport.LastCall(
+            direction: record.direction.rawValue,
+            peer: record.peerName ?? record.peerURI,
+            startedAt: record.startedAt,
+            outcome: record.outcome?.rawValue ?? "in progress",
+            durationSeconds: duration
+        )
+    }
+
+    func contact(forURI uri: String) -> Contact? {
+        do {
+            return try store.contact(forURI: uri)
+        } catch {
+            logger.error("contact lookup failed", metadata: ["error": "\(error)"])
+            return nil
+        }
+    }
+
+    var health: StatusReport.Store {
+        StatusReport.Store(healthy: store.openFault == nil, path: store.path ?? "(memory)", detail: store.openFault?.description)
+    }
+
+    static func direction(_ direction: FlowCallDirection) -> Store.CallDirection {
+        switch direction {
+        case .outgoing: .outgoing
+        case .incoming: .incoming
+        }
+    }
+
+    static func outcome(_ outcome: FlowCallOutcome) -> Store.CallOutcome {
+        switch outcome {
+        case .completed: .answered
+        case .cancelled: .cancelled
+        case .unreachable: .unreachable
+        case .missed: .missed
+        case .declined: .rejected
+        case .rejectedNotAContact: .notAContact
+        case .rejectedBusy: .busy
+        }
+    }
+}

@@ -1,2 +1,0 @@
-// Daemon module — placeholder until its first real file lands.
-enum DaemonPlaceholder {}

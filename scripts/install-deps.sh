@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs the Debian packages beeldzorg builds and tests against. Idempotent; needs root
+# (or sudo). Swift itself is expected on PATH (Swift 6.1 or newer; /opt/swift/usr/bin here).
+set -euo pipefail
+
+packages=(
+    # C libraries behind the system-library targets (pkg-config names in Package.swift)
+    pkg-config libevdev-dev libv4l-dev libasound2-dev libopus-dev libvpx-dev libsrtp2-dev
+    libsqlite3-dev
+    # spoken prompts, rendered at build time
+    espeak-ng sox
+    # real peers the tests run against
+    kamailio kamailio-tls-modules baresip-core sip-tester ffmpeg openssl python3
+    # systemd-analyze for the unit checks
+    systemd
+)
+
+missing=()
+for package in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+    echo "install-deps: all ${#packages[@]} packages present"
+    exit 0
+fi
+
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get -o DPkg::Lock::Timeout=600 update -q
+$sudo apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "${missing[@]}"
