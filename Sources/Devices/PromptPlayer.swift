@@ -24,15 +24,22 @@ public final class PromptPlayer: Sendable {
     /// clip is at another sample rate.
     @discardableResult
     public func play(_ clip: AudioClip) async throws -> Bool {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Bool, any Error>) in
+            start(clip) { continuation.resume(with: $0) }
+        }
+    }
+
+    /// Starts `clip` at once (superseding whatever plays) without waiting for it, for
+    /// callers that must not block; `completion` gets what `play` would have returned.
+    public func start(_ clip: AudioClip, completion: @escaping @Sendable (Result<Bool, any Error>) -> Void = { _ in }) {
         guard clip.sampleRate == format.sampleRate else {
-            throw DeviceError(.unsupported, device: "prompt player",
-                              detail: "clip is \(clip.sampleRate) Hz, speaker runs at \(format.sampleRate) Hz")
+            completion(.failure(DeviceError(.unsupported, device: "prompt player",
+                                            detail: "clip is \(clip.sampleRate) Hz, speaker runs at \(format.sampleRate) Hz")))
+            return
         }
         let ticket = generation.add(1, ordering: .acquiringAndReleasing).newValue
-        return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Bool, any Error>) in
-            DeviceThread.detach { [self] in
-                continuation.resume(with: Result { try playBlocking(clip, ticket: ticket) })
-            }
+        DeviceThread.detach { [self] in
+            completion(Result { try playBlocking(clip, ticket: ticket) })
         }
     }
 

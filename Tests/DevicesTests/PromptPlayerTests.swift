@@ -3,24 +3,26 @@ import Glibc
 import Synchronization
 import Testing
 
-/// A sink that records what it is given and takes a little time per frame, like a paced
-/// speaker, so an interruption can land mid-clip.
-private final class SlowSink: AudioSink {
+/// A sink that records what it is given. With `holdAt`, the write with that number blocks
+/// until `release()`, so a test can act "mid-clip" however loaded the machine is.
+private final class GatedSink: AudioSink {
     struct State { var samples: [Int16] = []; var writes = 0; var opens = 0; var closes = 0; var open = false }
     let state = Mutex(State())
-    let perWrite: Duration
-    init(perWrite: Duration = .milliseconds(2)) { self.perWrite = perWrite }
+    let holdAt: Int?
+    private let released = Atomic<Bool>(false)
+    init(holdAt: Int? = nil) { self.holdAt = holdAt }
     func open(_ format: AudioFormat) throws {
         state.withLock { $0.opens += 1; $0.open = true }
     }
     func write(_ samples: [Int16]) throws {
         precondition(state.withLock { $0.open }, "write to a closed sink")
-        state.withLock { $0.samples += samples; $0.writes += 1 }
-        let (s, a) = perWrite.components
-        var ts = timespec(tv_sec: Int(s), tv_nsec: Int(a / 1_000_000_000))
-        nanosleep(&ts, nil)
+        let n = state.withLock { $0.samples += samples; $0.writes += 1; return $0.writes }
+        if let holdAt, n >= holdAt {
+            while !released.load(ordering: .acquiring) { usleep(1000) }
+        }
     }
     func close() { state.withLock { $0.closes += 1; $0.open = false } }
+    func release() { released.store(true, ordering: .releasing) }
     var snapshot: State { state.withLock { $0 } }
 }
 
@@ -33,7 +35,7 @@ private final class FailingSink: AudioSink {
 @Suite("Prompt player")
 struct PromptPlayerTests {
     @Test func playsTheWholeClipInFramesPaddedWithSilence() async throws {
-        let sink = SlowSink(perWrite: .zero)
+        let sink = GatedSink()
         let player = PromptPlayer(sink: sink)
         let clip = AudioClip(sampleRate: 48_000, samples: (0..<2000).map { Int16($0) })
         #expect(try await player.play(clip))
@@ -46,30 +48,36 @@ struct PromptPlayerTests {
     }
 
     @Test func interruptStopsWithinAFrame() async throws {
-        let sink = SlowSink()
+        let sink = GatedSink(holdAt: 3)
         let player = PromptPlayer(sink: sink)
         let long = AudioClip(sampleRate: 48_000, samples: [Int16](repeating: 100, count: 48_000 * 10))
-        let playing = Task { try await player.play(long) }
-        #expect(await eventually { sink.snapshot.writes >= 3 })
+        let outcome = Recorder<Bool>()
+        player.start(long) { outcome.append((try? $0.get()) ?? true) }
+        #expect(await eventually { sink.snapshot.writes == 3 })
         player.interrupt()
-        let completed = try await playing.value
-        #expect(!completed)
+        sink.release()
+        #expect(await eventually { outcome.count == 1 })
+        #expect(outcome.all == [false], "reported as interrupted")
         let s = sink.snapshot
-        #expect(s.writes < 500, "stopped long before the end")
+        #expect(s.writes == 3, "not one more frame after the interruption")
         #expect(!s.open)
     }
 
     @Test func aNewPromptSupersedesThePlayingOne() async throws {
-        let sink = SlowSink()
+        let sink = GatedSink(holdAt: 2)
         let player = PromptPlayer(sink: sink)
         let first = AudioClip(sampleRate: 48_000, samples: [Int16](repeating: 1, count: 48_000 * 10))
         let second = AudioClip(sampleRate: 48_000, samples: [Int16](repeating: 2, count: 960 * 4))
-        let playingFirst = Task { try await player.play(first) }
-        #expect(await eventually { sink.snapshot.writes >= 2 })
-        #expect(try await player.play(second))
-        #expect(try await playingFirst.value == false)
-        let tail = Array(sink.snapshot.samples.suffix(960 * 4))
-        #expect(tail.allSatisfy { $0 == 2 }, "the newest prompt is heard in full")
+        let outcomes = Recorder<String>()
+        player.start(first) { outcomes.append("first \((try? $0.get()) ?? true)") }
+        #expect(await eventually { sink.snapshot.writes == 2 })
+        player.start(second) { outcomes.append("second \((try? $0.get()) ?? false)") }
+        sink.release()
+        #expect(await eventually { outcomes.count == 2 })
+        #expect(Set(outcomes.all) == ["first false", "second true"])
+        let s = sink.snapshot
+        #expect(s.writes == 2 + 4, "two frames of the first, then all four of the second")
+        #expect(s.samples.suffix(960 * 4).allSatisfy { $0 == 2 }, "the newest prompt is heard in full")
     }
 
     @Test func sinkFailureAndWrongRateAreErrors() async {
@@ -78,7 +86,7 @@ struct PromptPlayerTests {
             try await player.play(AudioClip(sampleRate: 48_000, samples: [1, 2, 3]))
         }
         await #expect(throws: DeviceError.self) {
-            try await PromptPlayer(sink: SlowSink()).play(AudioClip(sampleRate: 22_050, samples: [1]))
+            try await PromptPlayer(sink: GatedSink()).play(AudioClip(sampleRate: 22_050, samples: [1]))
         }
     }
 }

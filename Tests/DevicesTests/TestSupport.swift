@@ -11,7 +11,8 @@ final class Recorder<T: Sendable>: Sendable {
 
 /// Waits for a condition, checking every few milliseconds, up to `timeout`. Returns whether
 /// it became true: the caller asserts on that, so a hang becomes a failure, not a stuck run.
-func eventually(timeout: Duration = .seconds(5), _ condition: () -> Bool) async -> Bool {
+/// The generous default only matters on a failure or a machine loaded by parallel suites.
+func eventually(timeout: Duration = .seconds(15), _ condition: () -> Bool) async -> Bool {
     let clock = ContinuousClock()
     let deadline = clock.now + timeout
     while clock.now < deadline {
