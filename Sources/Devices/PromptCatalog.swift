@@ -198,7 +198,7 @@ public final class PromptLibrary: Sendable {
         }
         let result = try clip ?? renderer.render(sentence)
         cache.withLock { cache in
-            if cache.count > 64 { cache.removeAll() }
+            if cache.count > 32 { cache.removeAll() }  // a few MB at most
             cache[sentence] = result
         }
         return result
