@@ -41,6 +41,8 @@ public actor DemoCentrale {
     public nonisolated let events: AsyncStream<DemoCentraleEvent>
     private let continuation: AsyncStream<DemoCentraleEvent>.Continuation
     private let behaviours: [DemoPostBehaviour]
+    /// Fixed SIP ports per post (the daemon's demo uses the posts' configured addresses); nil: any.
+    private let fixedPorts: [Int]?
     private let ringDelay: Duration
     private let host: String
     private let group: any EventLoopGroup
@@ -49,6 +51,10 @@ public actor DemoCentrale {
 
     private var posts: [Int: UserAgent] = [:]
     private var caller: UserAgent?
+    /// Extra caller agents by SIP user, so a call can come from `marieke` or a stranger.
+    private var callers: [String: UserAgent] = [:]
+    /// Which agent placed each call to the tablet.
+    private var callerOf: [CallHandle: UserAgent] = [:]
     private var tasks: [Task<Void, Never>] = []
     private var ringTasks: [CallHandle: Task<Void, Never>] = [:]
     private var echoes: [CallHandle: EchoSet] = [:]
@@ -58,10 +64,12 @@ public actor DemoCentrale {
     private var activeTabletCalls: Set<CallHandle> = []
 
     public init(
-        posts: [DemoPostBehaviour], ringDelay: Duration = .seconds(2), host: String = "127.0.0.1",
+        posts: [DemoPostBehaviour], ports: [Int]? = nil, ringDelay: Duration = .seconds(2), host: String = "127.0.0.1",
         group: any EventLoopGroup, logger: Logger
     ) {
+        precondition(ports == nil || ports!.count == posts.count, "one port per post")
         self.behaviours = posts
+        self.fixedPorts = ports
         self.ringDelay = ringDelay
         self.host = host
         self.group = group
@@ -78,13 +86,18 @@ public actor DemoCentrale {
         var ports: [Int] = []
         for (index, behaviour) in behaviours.enumerated() {
             if behaviour == .unreachable {
-                ports.append(try await Self.unusedPort(host: host, group: group))
+                if let fixed = fixedPorts?[index] {
+                    ports.append(fixed)
+                } else {
+                    ports.append(try await Self.unusedPort(host: host, group: group))
+                }
                 continue
             }
             var postLogger = logger
             postLogger[metadataKey: "post"] = "\(index)"
             let agent = UserAgent(
-                configuration: UserAgentConfiguration(localHost: host, user: "post\(index)", displayName: "Post \(index)"),
+                configuration: UserAgentConfiguration(
+                    localHost: host, localPort: fixedPorts?[index] ?? 0, user: "post\(index)", displayName: "Post \(index)"),
                 group: group, logger: postLogger)
             ports.append(try await agent.start())
             posts[index] = agent
@@ -109,6 +122,7 @@ public actor DemoCentrale {
         ringTasks.removeAll()
         for agent in posts.values { await agent.shutdown() }
         await caller?.shutdown()
+        for agent in callers.values { await agent.shutdown() }
         for task in tasks { await task.value }
         for echo in echoes.values { await echo.close() }
         echoes.removeAll()
@@ -120,8 +134,32 @@ public actor DemoCentrale {
     /// Rings the tablet at `uri` from the centrale, shown as `displayName`. Returns once the
     /// tablet answers or refuses. With `secure`, the offer uses SRTP (the echo then does not
     /// decrypt on the tablet, whose answer carries its own key); the demo uses plain RTP.
-    public func callTablet(uri: String, displayName: String, secure: Bool = false) async -> DemoCallResult {
-        guard let caller else { return .failed(status: nil, reason: "centrale not started") }
+    /// `fromUser` is the SIP user the call comes from (`centrale` by default; a family
+    /// member's or a stranger's name to try the tablet's contact list).
+    public func callTablet(
+        uri: String, displayName: String, fromUser: String = "centrale", secure: Bool = false
+    ) async -> DemoCallResult {
+        guard let centraleCaller = caller else { return .failed(status: nil, reason: "centrale not started") }
+        let caller: UserAgent
+        if fromUser == "centrale" {
+            caller = centraleCaller
+        } else if let existing = callers[fromUser] {
+            caller = existing
+        } else {
+            let agent = UserAgent(
+                configuration: UserAgentConfiguration(localHost: host, user: fromUser, displayName: displayName),
+                group: group, logger: logger)
+            do {
+                _ = try await agent.start()
+            } catch {
+                return .failed(status: nil, reason: "cannot start caller \(fromUser): \(error)")
+            }
+            callers[fromUser] = agent
+            tasks.append(Task { [events = agent.events] in
+                for await event in events { await self.handleCallerEvent(event) }
+            })
+            caller = agent
+        }
         let echo: EchoSet
         do {
             echo = try await EchoSet.bind(host: host, group: group, counter: counter)
@@ -131,6 +169,7 @@ public actor DemoCentrale {
         let offer = MediaNegotiator(localAddress: host, audioPort: echo.audio.port, videoPort: echo.video.port,
                                     srtpRequired: secure).makeOffer()
         let handle = await caller.invite(to: uri, offer: offer.description, displayName: displayName)
+        callerOf[handle] = caller
         echoes[handle] = echo
         if let result = earlyResults.removeValue(forKey: handle) { return result }
         return await withCheckedContinuation { outgoing[handle] = $0 }
@@ -138,7 +177,7 @@ public actor DemoCentrale {
 
     /// Ends every call the centrale placed to the tablet.
     public func hangUpTabletCalls() async {
-        for handle in activeTabletCalls { await caller?.hangUp(handle) }
+        for handle in activeTabletCalls { await (callerOf[handle] ?? caller)?.hangUp(handle) }
         for handle in activeTabletCalls { await closeEcho(handle) }
         activeTabletCalls.removeAll()
     }
