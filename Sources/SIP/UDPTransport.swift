@@ -1,17 +1,20 @@
 import NIOCore
 import NIOPosix
 
-/// One datagram as received.
+/// One datagram (UDP) or one framed message (TCP/TLS) as received.
 struct InboundDatagram: Sendable {
     var bytes: [UInt8]
     var source: SocketAddress
+    var kind: SIPTransportKind = .datagram
 }
 
-/// What the user agent needs from a transport. UDP is the first; TCP and TLS (with
-/// `SIPStreamFramer`) implement the same shape so transactions above stay unchanged.
+/// What the user agent needs from a transport. UDP and TCP (with `SIPStreamFramer`) implement
+/// it; TLS will too, so the transactions above stay unchanged.
 protocol SIPTransport: Sendable {
     var localPort: Int { get }
     var transportName: String { get }  // for Via: UDP, TCP, TLS
+    /// Reliable transports do not retransmit requests (RFC 3261 §17.1.1.2, Timers A and E).
+    var isReliable: Bool { get }
     func send(_ bytes: [UInt8], to destination: SocketAddress)
     func close() async
 }
@@ -45,6 +48,7 @@ final class UDPTransport: SIPTransport {
     let channel: any Channel
     let localPort: Int
     var transportName: String { "UDP" }
+    var isReliable: Bool { false }
 
     private init(channel: any Channel) {
         self.channel = channel

@@ -3,6 +3,12 @@ public import NIOCore
 
 /// Settings for one SIP user agent.
 public struct UserAgentConfiguration: Sendable {
+    /// The transport this agent listens on and sends with. TLS comes later, as a third case.
+    public enum Transport: String, Sendable {
+        case udp, tcp
+    }
+
+    public var transport: Transport
     /// The address we bind to and put in Via/Contact (loopback in tests and the demo).
     public var localHost: String
     /// 0 = any free port.
@@ -19,8 +25,9 @@ public struct UserAgentConfiguration: Sendable {
     public init(
         localHost: String = "127.0.0.1", localPort: Int = 0, user: String, displayName: String? = nil,
         srtpRequired: Bool = false, timerT1: Duration = .milliseconds(500), timerT2: Duration = .seconds(4),
-        userAgentHeader: String = "Beeldzorg"
+        userAgentHeader: String = "Beeldzorg", transport: Transport = .udp
     ) {
+        self.transport = transport
         self.localHost = localHost
         self.localPort = localPort
         self.user = user
@@ -101,12 +108,21 @@ public actor UserAgent {
                         srtpRequired: configuration.srtpRequired)
     }
 
-    /// Binds the UDP socket; returns the bound port.
+    /// Binds the socket (UDP) or listener (TCP); returns the bound port.
     public func start() async throws -> Int {
         precondition(transport == nil, "UserAgent.start called twice")
-        let (udp, datagrams) = try await UDPTransport.bind(
-            host: configuration.localHost, port: configuration.localPort, group: group)
-        transport = udp
+        let bound: any SIPTransport
+        let datagrams: AsyncStream<InboundDatagram>
+        switch configuration.transport {
+        case .udp:
+            (bound, datagrams) = try await UDPTransport.bind(
+                host: configuration.localHost, port: configuration.localPort, group: group)
+        case .tcp:
+            (bound, datagrams) = try await TCPTransport.bind(
+                host: configuration.localHost, port: configuration.localPort, group: group)
+        }
+        transport = bound
+        let udp = bound
         logger[metadataKey: "sip.port"] = "\(udp.localPort)"
         receiveTask = Task {
             for await datagram in datagrams {
@@ -179,7 +195,7 @@ public actor UserAgent {
         logger.info("INVITE sent", metadata: ["call": "\(handle)", "to": "\(target.uri)"])
         send(call.invite.serialized(), to: destination)
         call.retransmitInterval = configuration.timerT1
-        startTimer(.inviteRetransmit(handle), after: configuration.timerT1)
+        if !reliable { startTimer(.inviteRetransmit(handle), after: configuration.timerT1) }
         let timerB = configuration.timerT1 * 64
         startTimer(.inviteTimeout(handle), after: ringTimeout.map { min($0, timerB) } ?? timerB)
         call.hasRingTimeout = ringTimeout != nil
@@ -290,7 +306,7 @@ public actor UserAgent {
         if bytes.allSatisfy({ $0 == 13 || $0 == 10 }) { return }  // keepalive
         let message: SIPMessage
         do {
-            message = try parser.parse(bytes, transport: .datagram)
+            message = try parser.parse(bytes, transport: datagram.kind)
         } catch {
             if let salvaged = parser.salvageRequest(bytes), salvaged.method != .ack {
                 logger.notice("malformed SIP request answered with 400",
@@ -523,8 +539,11 @@ public actor UserAgent {
     private static let allow = "INVITE, ACK, CANCEL, BYE, OPTIONS"
 
     private var localURI: String {
-        "sip:\(configuration.user)@\(HostPort(host: configuration.localHost, port: port).description)"
+        let parameter = configuration.transport == .udp ? "" : ";transport=\(configuration.transport.rawValue)"
+        return "sip:\(configuration.user)@\(HostPort(host: configuration.localHost, port: port).description)\(parameter)"
     }
+
+    private var reliable: Bool { transport?.isReliable ?? false }
 
     private func via(_ branch: String) -> String {
         let hostPort = HostPort(host: configuration.localHost, port: port).description
@@ -593,7 +612,7 @@ public actor UserAgent {
         call.state = .rejecting
         send(response.serialized(), to: call.responseDestination)
         call.retransmitInterval = configuration.timerT1
-        startTimer(.responseRetransmit(call.handle), after: configuration.timerT1)
+        if !reliable { startTimer(.responseRetransmit(call.handle), after: configuration.timerT1) }
         startTimer(.responseTimeout(call.handle), after: configuration.timerT1 * 64)
     }
 
@@ -693,7 +712,7 @@ public actor UserAgent {
         transactions[key] = ClientTransaction(request: request, destination: destination,
                                               interval: configuration.timerT1, completion: completion)
         send(request.serialized(), to: destination)
-        startTimer(.requestRetransmit(key), after: configuration.timerT1)
+        if !reliable { startTimer(.requestRetransmit(key), after: configuration.timerT1) }
         startTimer(.requestTimeout(key), after: min(timeout, configuration.timerT1 * 64))
     }
 
