@@ -440,6 +440,12 @@ public actor UserAgent {
             if let last = call.lastResponse { send(last.serialized(), to: call.responseDestination) }
             return
         }
+        // Bounded state: a flood of INVITEs must not grow the call table without limit.
+        guard calls.count < Self.maxCalls else {
+            logger.warning("too many calls; INVITE refused", metadata: ["calls": "\(calls.count)"])
+            send(makeResponse(to: request, status: 503, toTag: randomToken(8)).serialized(), to: source)
+            return
+        }
         guard !request.body.isEmpty else {
             send(makeResponse(to: request, status: 488, reason: "Offer Required", toTag: randomToken(8)).serialized(),
                  to: source)
@@ -537,6 +543,8 @@ public actor UserAgent {
     // MARK: - Sending helpers
 
     private static let allow = "INVITE, ACK, CANCEL, BYE, OPTIONS"
+    /// Calls (including finished ones kept for retransmissions) beyond which new INVITEs get 503.
+    static let maxCalls = 64
 
     private var localURI: String {
         let parameter = configuration.transport == .udp ? "" : ";transport=\(configuration.transport.rawValue)"

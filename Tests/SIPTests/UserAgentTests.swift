@@ -270,4 +270,35 @@ import Testing
         await agent.shutdown()
         await peer.close()
     }
+
+    @Test func inviteFloodIsBounded() async throws {
+        let peer = try await RawPeer.bind()
+        let (agent, _, port) = try await makeAgent()
+        let offer = MediaNegotiator(localAddress: "127.0.0.1", audioPort: 50000, videoPort: nil, srtpRequired: false)
+            .makeOffer().description.serialized()
+        for n in 0...UserAgent.maxCalls {
+            let head = """
+                INVITE sip:tablet@127.0.0.1:\(port) SIP/2.0\r
+                Via: SIP/2.0/UDP 127.0.0.1:\(peer.port);branch=z9hG4bKflood\(n)\r
+                From: <sip:x@127.0.0.1:\(peer.port)>;tag=f\(n)\r
+                To: <sip:tablet@127.0.0.1:\(port)>\r
+                Call-ID: flood-\(n)\r
+                CSeq: 1 INVITE\r
+                Content-Type: application/sdp\r
+                Content-Length: \(offer.count)\r
+                \r
+
+                """
+            try await peer.send(Array(head.utf8) + offer, to: port)
+            // One at a time, so the 503 can only be for the last one.
+            _ = try await peer.received.next("answer to INVITE \(n)") {
+                $0.response?.headers["Call-ID"] == "flood-\(n)"
+            }
+        }
+        let answers = await peer.received.all().compactMap(\.response)
+        #expect(answers.filter { $0.status == 100 }.count == UserAgent.maxCalls)
+        #expect(answers.filter { $0.status == 503 }.map { $0.headers["Call-ID"] } == ["flood-\(UserAgent.maxCalls)"])
+        await agent.shutdown()
+        await peer.close()
+    }
 }
