@@ -301,4 +301,38 @@ import Testing
         await agent.shutdown()
         await peer.close()
     }
+
+    /// Ring-all as CallFlow drives it: INVITE every post at once, the first 2xx wins, CANCEL the
+    /// rest; a dead post costs nothing extra. Exactly one call survives.
+    @Test func ringAllFirstAnswerWins() async throws {
+        let fast = try await centrale([.answer], ringDelay: .milliseconds(100))
+        let slow = try await centrale([.answer], ringDelay: .seconds(3))
+        let dead = try await centrale([.unreachable])
+        let (agent, events, _) = try await makeAgent()
+        let targets = [fast.2[0], slow.2[0], dead.2[0]].map { "sip:post@127.0.0.1:\($0)" }
+        var handles: [CallHandle] = []
+        for target in targets {
+            let offer = agent.mediaNegotiator(audioPort: 40000, videoPort: nil).makeOffer()
+            handles.append(await agent.invite(to: target, offer: offer.description, ringTimeout: .seconds(10)))
+        }
+        let winner = try await events.next("first answer") { if case .answered = $0 { true } else { false } }
+        if case .answered(let handle, _) = winner { #expect(handle == handles[0]) }
+        for loser in handles.dropFirst() { await agent.cancel(loser) }
+        // The ringing post gets CANCEL and 487; the dead one is given up at once.
+        let slowFinal = try await events.next("slow post final") {
+            if case .failed(handles[1], _, _) = $0 { true } else { false }
+        }
+        #expect(slowFinal == .failed(handles[1], status: 487, reason: "Request Terminated"))
+        _ = try await slow.1.next("CANCEL at slow post") { $0 == .cancelled(post: 0) }
+        // (Reported when cancelled, before the slow post's 487: look in the whole record.)
+        #expect(await events.all().contains(.failed(handles[2], status: nil, reason: "cancelled")))
+        // The slow post never answers after the CANCEL; only the fast post's call is up.
+        let answered = await events.all().filter { if case .answered = $0 { true } else { false } }
+        #expect(answered.count == 1)
+        #expect(await slow.1.all().contains(.answered(post: 0)) == false)
+        await agent.hangUp(handles[0])
+        _ = try await fast.1.next("BYE at fast post") { $0 == .tabletHungUp(post: 0) }
+        await agent.shutdown()
+        for c in [fast.0, slow.0, dead.0] { await c.shutdown() }
+    }
 }
