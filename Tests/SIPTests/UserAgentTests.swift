@@ -335,4 +335,73 @@ import Testing
         await agent.shutdown()
         for c in [fast.0, slow.0, dead.0] { await c.shutdown() }
     }
+
+    /// A hand-written caller's INVITE to `port`.
+    private func rawInvite(from peer: RawPeer, to port: Int, callID: String, body: [UInt8]) -> [UInt8] {
+        let head = """
+            INVITE sip:tablet@127.0.0.1:\(port) SIP/2.0\r
+            Via: SIP/2.0/UDP 127.0.0.1:\(peer.port);branch=z9hG4bK\(callID)\r
+            From: <sip:x@127.0.0.1:\(peer.port)>;tag=caller\r
+            To: <sip:tablet@127.0.0.1:\(port)>\r
+            Call-ID: \(callID)\r
+            CSeq: 1 INVITE\r
+            Contact: <sip:x@127.0.0.1:\(peer.port)>\r
+            Content-Type: application/sdp\r
+            Content-Length: \(body.count)\r
+            \r
+
+            """
+        return Array(head.utf8) + body
+    }
+
+    @Test func ourOKIsRetransmittedUntilACKAndAbandonedWithoutOne() async throws {
+        let peer = try await RawPeer.bind()
+        let (agent, events, port) = try await makeAgent(t1: .milliseconds(20))
+        let offer = MediaNegotiator(localAddress: "127.0.0.1", audioPort: 50000, videoPort: nil, srtpRequired: false)
+            .makeOffer().description
+        // First call: ACKed after the second copy of the 200.
+        try await peer.send(rawInvite(from: peer, to: port, callID: "acked", body: offer.serialized()), to: port)
+        guard case .incoming(let first, _, _, let firstOffer) = try await events.next("incoming") else { return }
+        let answer = try agent.mediaNegotiator(audioPort: 40000, videoPort: nil).answer(firstOffer).answer
+        await agent.answer(first, with: answer)
+        let ok = try await peer.nextResponse(status: 200)
+        _ = try await peer.nextResponse(status: 200)  // retransmission
+        let toTag = SIPNameAddress(ok.headers["To"]!)!.tag!
+        let ack = """
+            ACK sip:tablet@127.0.0.1:\(port) SIP/2.0\r
+            Via: SIP/2.0/UDP 127.0.0.1:\(peer.port);branch=z9hG4bKack1\r
+            From: <sip:x@127.0.0.1:\(peer.port)>;tag=caller\r
+            To: <sip:tablet@127.0.0.1:\(port)>;tag=\(toTag)\r
+            Call-ID: acked\r
+            CSeq: 1 ACK\r
+            Content-Length: 0\r
+            \r
+
+            """
+        try await peer.send(Array(ack.utf8), to: port)
+        // A BYE outside any dialog gets 481; inside the dialog, 200 and remoteHungUp.
+        let strayBye = ack.replacing("ACK sip", with: "BYE sip").replacing("1 ACK", with: "2 BYE")
+            .replacing("Call-ID: acked", with: "Call-ID: nobody").replacing("ack1", with: "bye0")
+        try await peer.send(Array(strayBye.utf8), to: port)
+        #expect(try await peer.nextResponse(status: 481).status == 481)
+        let okCount = await peer.received.all().filter { $0.response?.status == 200 }.count
+        let bye = ack.replacing("ACK sip", with: "BYE sip").replacing("1 ACK", with: "2 BYE").replacing("ack1", with: "bye1")
+        try await peer.send(Array(bye.utf8), to: port)
+        #expect(try await events.next("BYE") == .remoteHungUp(first))
+        // No 200 copies for the INVITE after the ACK (the one new 200 answers the BYE).
+        let invite200s = await peer.received.all().filter {
+            $0.response?.status == 200 && $0.response?.headers["CSeq"] == "1 INVITE"
+        }.count
+        #expect(invite200s <= okCount + 1)
+
+        // Second call: never ACKed. After 64·T1 the agent gives up, reports it and sends BYE.
+        try await peer.send(rawInvite(from: peer, to: port, callID: "unacked", body: offer.serialized()), to: port)
+        guard case .incoming(let second, _, _, let secondOffer) = try await events.next("incoming 2") else { return }
+        await agent.answer(second, with: try agent.mediaNegotiator(audioPort: 40002, videoPort: nil).answer(secondOffer).answer)
+        #expect(try await events.next("abandoned", timeout: .seconds(5)) == .remoteHungUp(second))
+        let (byeFromAgent, _) = try await peer.nextRequest(.bye)
+        #expect(byeFromAgent.headers["Call-ID"] == "unacked")
+        await agent.shutdown()
+        await peer.close()
+    }
 }
