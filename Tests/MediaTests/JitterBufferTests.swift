@@ -1,0 +1,55 @@
+import Testing
+@testable import Media
+
+@Suite struct JitterBufferTests {
+    static func payload(_ sequence: UInt16) -> [UInt8] { [UInt8(sequence >> 8), UInt8(sequence & 0xFF)] }
+
+    @Test func waitsForTheTargetThenPlaysInOrder() {
+        var buffer = AudioJitterBuffer(targetFrames: 2)
+        buffer.insert(sequence: 11, payload: Self.payload(11))
+        #expect(buffer.pop() == .silence)
+        // Reordered: 10 arrives after 11.
+        buffer.insert(sequence: 10, payload: Self.payload(10))
+        #expect(buffer.pop() == .payload(Self.payload(10)))
+        #expect(buffer.pop() == .payload(Self.payload(11)))
+    }
+
+    @Test func missingPacketIsConcealedWithTheNextOneForFEC() {
+        var buffer = AudioJitterBuffer(targetFrames: 2)
+        for sequence: UInt16 in [65_534, 0, 1] { buffer.insert(sequence: sequence, payload: Self.payload(sequence)) }
+        #expect(buffer.pop() == .payload(Self.payload(65_534)))
+        // 65535 is lost; 0 is here for FEC, and is still played afterwards.
+        #expect(buffer.pop() == .missing(next: Self.payload(0)))
+        #expect(buffer.pop() == .payload(Self.payload(0)))
+        #expect(buffer.pop() == .payload(Self.payload(1)))
+    }
+
+    @Test func underrunConcealsThenRefills() {
+        var buffer = AudioJitterBuffer(targetFrames: 2)
+        buffer.insert(sequence: 1, payload: Self.payload(1))
+        buffer.insert(sequence: 2, payload: Self.payload(2))
+        #expect(buffer.pop() == .payload(Self.payload(1)))
+        #expect(buffer.pop() == .payload(Self.payload(2)))
+        #expect(buffer.pop() == .missing(next: nil))
+        buffer.insert(sequence: 4, payload: Self.payload(4))
+        #expect(buffer.pop() == .silence)
+        buffer.insert(sequence: 5, payload: Self.payload(5))
+        #expect(buffer.pop() == .payload(Self.payload(4)))
+    }
+
+    @Test func latePacketsAreDroppedAndABurstIsTrimmed() {
+        var buffer = AudioJitterBuffer(targetFrames: 2, maximumFrames: 4)
+        buffer.insert(sequence: 100, payload: Self.payload(100))
+        buffer.insert(sequence: 101, payload: Self.payload(101))
+        #expect(buffer.pop() == .payload(Self.payload(100)))
+        buffer.insert(sequence: 99, payload: Self.payload(99))
+        #expect(buffer.latePackets == 1)
+        for sequence: UInt16 in 102...106 { buffer.insert(sequence: sequence, payload: Self.payload(sequence)) }
+        // When 105 makes five queued (101…105) > 4, the buffer trims back to the newest two
+        // (104, 105); 106 then joins them.
+        #expect(buffer.count == 3)
+        #expect(buffer.droppedForDelay == 3)
+        #expect(buffer.pop() == .payload(Self.payload(104)))
+        #expect(buffer.pop() == .payload(Self.payload(105)))
+    }
+}
