@@ -20,17 +20,22 @@ final class ConsoleScreen: Sendable {
             return last != status.phase
         }
         guard changed else { return }
-        print("\(Self.clock())  [\(Self.headline(status))]")
+        emit("\(Self.clock())  [\(Self.headline(status))]")
     }
 
     func say(_ text: String) {
         guard enabled else { return }
-        print("\(Self.clock())    🔊 \(text)")
+        emit("\(Self.clock())    🔊 \(text)")
     }
 
     func note(_ text: String) {
         guard enabled else { return }
-        print("\(Self.clock())    \(text)")
+        emit("\(Self.clock())    \(text)")
+    }
+
+    /// One unbuffered write per line, so lines appear at once even when stdout is a pipe.
+    private func emit(_ line: String) {
+        FileHandle.standardOutput.write(Data((line + "\n").utf8))
     }
 
     static func headline(_ status: CallFlowStatus) -> String {
@@ -48,6 +53,6 @@ final class ConsoleScreen: Sendable {
     }
 
     private static func clock() -> String {
-        Date().formatted(date: .omitted, time: .standard)
+        Date().formatted(.dateTime.hour(.twoDigits(amPM: .omitted)).minute(.twoDigits).second(.twoDigits).locale(Locale(identifier: "nl_NL")))
     }
 }

@@ -81,6 +81,15 @@ public final class ControlServer: Service, Sendable {
 
     private func serve(_ connection: NIOAsyncChannel<ControlLine, ByteBuffer>) async {
         let peer = await Self.peerCredentials(connection.channel)
+        // On shutdown an idle client must not hold the daemon until its timeout.
+        await withGracefulShutdownHandler {
+            await serveRequests(connection, peer: peer)
+        } onGracefulShutdown: {
+            connection.channel.close(promise: nil)
+        }
+    }
+
+    private func serveRequests(_ connection: NIOAsyncChannel<ControlLine, ByteBuffer>, peer: ControlPeer?) async {
         do {
             try await connection.executeThenClose { inbound, outbound in
                 for try await line in inbound {

@@ -67,24 +67,29 @@ final class DeviceSet: Sendable {
     }
 
     func makeCamera() -> (any CameraSource)? {
-        switch configuration.camera.device {
-        case "test-pattern": TestPatternCamera()
-        default: nil
-        }
+        let device = configuration.camera.device
+        if device == "test-pattern" { return TestPatternCamera() }
+        return V4L2Camera(configuration: V4L2CameraConfiguration(devicePath: device), logger: logger)
     }
 
     func makeMicrophone() -> any AudioSource {
         let capture = configuration.audio.capture
         if capture == "silence" { return SilenceSource() }
-        if capture.hasPrefix("tone:"), let hertz = Double(capture.dropFirst(5)) { return ToneSource(frequency: hertz, amplitude: 0.3) }
-        return SilenceSource()
+        if capture.hasPrefix("tone:"), let hertz = Double(capture.dropFirst(5)) {
+            return ToneSource(frequency: hertz, amplitude: 0.3)
+        }
+        return AlsaCapture(configuration: .capture(pcm: capture), logger: logger)
     }
 
     func makeSpeaker() -> any AudioSink {
-        RecordingAudioSink(capacity: 48_000)
+        let playback = configuration.audio.playback
+        // "null": nothing to hear (the demo, tests); a recorder that keeps nothing.
+        if playback == "null" { return RecordingAudioSink(capacity: 0) }
+        return AlsaPlayback(configuration: .playback(pcm: playback), logger: logger)
     }
 
     func makeDisplay() -> any VideoSink {
+        // The DRM screen is issue 9; until then decoded frames are counted, not shown.
         RecordingVideoSink(capacity: 1)
     }
 
@@ -95,7 +100,8 @@ final class DeviceSet: Sendable {
         return [
             StatusReport.Device(name: "button", source: button, present: Self.present(button), detail: buttonStatus.withLock { $0 }),
             StatusReport.Device(name: "camera", source: camera, present: Self.present(camera), detail: nil),
-            StatusReport.Device(name: "microphone", source: configuration.audio.capture, present: true, detail: nil),
+            StatusReport.Device(name: "microphone", source: configuration.audio.capture, present: true,
+                                detail: "opened only during a call"),
             StatusReport.Device(name: "speaker", source: configuration.audio.playback, present: true, detail: nil),
         ]
     }
@@ -106,7 +112,7 @@ final class DeviceSet: Sendable {
 
     private static func present(_ source: String) -> Bool {
         switch source {
-        case "stdin", "test-pattern": return true
+        case "stdin", "test-pattern", "silence", "null", "default": return true
         default:
             if source.hasPrefix("fifo:") { return FileManager.default.fileExists(atPath: String(source.dropFirst(5))) }
             return FileManager.default.fileExists(atPath: source)

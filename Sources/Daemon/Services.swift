@@ -31,6 +31,12 @@ struct ButtonService: Service {
         } onGracefulShutdown: {
             source.stop()
         }
+        // A source that ends by itself (end of standard input) leaves the tablet without a
+        // button, not without a daemon: incoming calls and the control socket go on.
+        if !Task.isShuttingDownGracefully {
+            logger.warning("button source ended; waiting for shutdown")
+            try? await gracefulShutdown()
+        }
     }
 }
 

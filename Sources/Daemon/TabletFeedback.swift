@@ -2,27 +2,34 @@ import CallFlow
 import Devices
 import Foundation
 import Logging
+import Synchronization
 
-/// What the client hears and sees for each of CallFlow's feedback actions: the spoken
-/// Dutch prompt (text from the translators' prompt file), tones, the status light, and —
-/// until the DRM screen lands — the console screen. Nothing here may block the call flow:
-/// audio is played on its own task and a missing LED or prompt file is a logged fault.
+/// What the client hears and sees for each of CallFlow's feedback actions: the spoken Dutch
+/// prompt (text from the translators' prompt file, audio rendered by `prompts/render.sh` or at
+/// run time for sentences with a name), tones, the status light, and — until the DRM screen
+/// lands — the console screen.
+///
+/// Nothing here blocks the call flow: audio plays on the prompt player's own thread, speech
+/// for a name is rendered off the controller's loop, and a missing LED or prompt file is a
+/// logged fault. One player carries prompts and tones, newest first; a tone that a prompt
+/// interrupted (ringback, the incoming ring) resumes when the prompt is done.
 final class TabletFeedback: ClientFeedback {
-    private let devices: DeviceSet
     private let screen: ConsoleScreen
     private let light: (any StatusLight)?
     private let prompts: PromptLibrary?
+    private let player: PromptPlayer
     private let logger: Logger
+    /// The tone that should be sounding when no prompt is.
+    private let currentTone = Mutex<Tone?>(nil)
 
     init(devices: DeviceSet, screen: ConsoleScreen, promptsDirectory: String, language: String,
          statusLED: String?, logger: Logger) {
-        self.devices = devices
         self.screen = screen
         self.logger = logger
         light = statusLED.map { SysfsLED(name: $0, logger: logger) }
+        player = PromptPlayer(sink: devices.makeSpeaker())
         do {
-            let catalog = try PromptCatalog(contentsOf: "\(promptsDirectory)/\(language).txt")
-            prompts = PromptLibrary(catalog: catalog, wavDirectory: promptsDirectory)
+            prompts = try PromptLibrary(promptsDirectory: promptsDirectory, language: language)
         } catch {
             logger.error("prompt texts unusable; the tablet will not speak", metadata: ["error": "\(error)"])
             prompts = nil
@@ -41,19 +48,62 @@ final class TabletFeedback: ClientFeedback {
             screen.say("(\(key))")
             return
         }
+        let values = PromptTexts.values(for: prompt)
         do {
-            screen.say(try prompts.catalog.text(key, values: PromptTexts.values(for: prompt)))
+            screen.say(try prompts.catalog.text(key, values: values))
         } catch {
             logger.error("prompt text missing", metadata: ["prompt": "\(key)", "error": "\(error)"])
+            return
+        }
+        Task.detached { [player, logger] in
+            do {
+                let clip = try prompts.clip(key, values: values)
+                player.start(clip) { [weak self] result in
+                    if case .failure(let error) = result {
+                        logger.warning("prompt could not play", metadata: ["prompt": "\(key)", "error": "\(error)"])
+                    }
+                    if case .success(true) = result { self?.resumeTone() }
+                }
+            } catch {
+                logger.error("prompt audio unavailable", metadata: ["prompt": "\(key)", "error": "\(error)"])
+            }
         }
     }
 
     func play(_ tone: Tone) async {
         logger.debug("tone", metadata: ["tone": "\(tone.rawValue)"])
-        if tone != .pressAck { screen.note("♪ \(tone.rawValue)") }
+        if tone == .pressAck {
+            player.start(FeedbackTones.pressAck()) { [weak self] result in
+                if case .success(true) = result { self?.resumeTone() }
+            }
+            return
+        }
+        currentTone.withLock { $0 = tone }
+        screen.note("♪ \(tone == .ringback ? "gaat over" : "belsignaal")")
+        player.start(Self.clip(for: tone))
     }
 
-    func stopTone() async {}
+    func stopTone() async {
+        let wasPlaying = currentTone.withLock { tone in
+            defer { tone = nil }
+            return tone != nil
+        }
+        if wasPlaying { player.interrupt() }
+    }
+
+    private func resumeTone() {
+        if let tone = currentTone.withLock({ $0 }) {
+            player.start(Self.clip(for: tone))
+        }
+    }
+
+    private static func clip(for tone: Tone) -> AudioClip {
+        switch tone {
+        case .ringback: FeedbackTones.ringback()
+        case .incomingRing: FeedbackTones.incomingRing()
+        case .pressAck: FeedbackTones.pressAck()
+        }
+    }
 
     func show(_ indicator: Indicator) async {
         logger.debug("indicator", metadata: ["indicator": "\(indicator.rawValue)"])

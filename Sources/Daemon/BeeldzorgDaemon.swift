@@ -1,0 +1,148 @@
+public import BeeldzorgConfig
+import CallFlow
+import Control
+import Foundation
+public import Logging
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+import Store
+
+/// Assembles the daemon from its configuration and runs it until SIGTERM or SIGINT.
+///
+/// Start-up order matters for the client: configuration (already validated), then the store
+/// (a broken one is moved aside and replaced, never fatal), then SIP and the control socket,
+/// then `READY=1`. The network is not waited for: the button must work the moment the
+/// tablet is on, and CallFlow copes with "no network" itself.
+public enum BeeldzorgDaemon {
+    public static let version = "0.1.0"
+
+    public static func run(configuration: Configuration, console: Bool, logger: Logger) async throws {
+        let startedAt = Date()
+        let notifier = SystemdNotifier()
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let screen = ConsoleScreen(enabled: console)
+
+        let store = BeeldzorgStore.openOrFallBackToMemory(
+            path: configuration.databasePath,
+            options: StoreOptions(logger: Logger(label: "beeldzorgd.store"))
+        )
+        if let fault = store.openFault {
+            logger.error("store fault at start", metadata: ["fault": "\(fault)"])
+        }
+        let callLog = CallLogWriter(store: store, logger: Logger(label: "beeldzorgd.calllog"))
+        if configuration.demoCentrale {
+            seedDemoContacts(store, logger: logger)
+        }
+        let devices = DeviceSet(configuration: configuration, logger: Logger(label: "beeldzorgd.devices"))
+        let feedback = TabletFeedback(
+            devices: devices, screen: screen, promptsDirectory: configuration.promptsDirectory,
+            language: configuration.language, statusLED: configuration.statusLED,
+            logger: Logger(label: "beeldzorgd.feedback")
+        )
+
+        let signalling = try await SIPCallSignalling.start(
+            configuration: configuration, group: group, devices: devices, callLog: callLog,
+            screen: screen, logger: Logger(label: "beeldzorgd.sip")
+        )
+
+        let controller = CallController(
+            configuration: flowConfiguration(configuration),
+            signalling: signalling, feedback: feedback, callLog: callLog,
+            notifier: notifier, logger: Logger(label: "beeldzorgd.call")
+        )
+        signalling.attach(controller.sink)
+        let isDemo = configuration.demoCentrale
+        await controller.setStatusProvider { flowStatus in
+            var faults: [String] = []
+            if let fault = store.openFault {
+                faults.append("store: \(fault)")
+            }
+            faults += devices.faults()
+            if let fault = feedback.fault { faults.append(fault) }
+            return StatusReport(
+                daemon: .init(version: version, pid: getpid(), startedAt: startedAt,
+                              uptimeSeconds: Int(Date().timeIntervalSince(startedAt)), demo: isDemo),
+                call: CallController.callSummary(flowStatus),
+                registration: await signalling.registrationStatus(),
+                network: flowStatus.networkUp,
+                devices: devices.report(),
+                lastCall: callLog.lastCall(),
+                store: callLog.health,
+                media: await signalling.mediaStatistics(),
+                faults: faults
+            )
+        }
+
+        let sink = controller.sink
+        let control = ControlServer(path: configuration.controlSocket, group: group, logger: Logger(label: "beeldzorgd.control")) { request, peer in
+            await withCheckedContinuation { continuation in
+                let result = sink.yield(.control(request, peer, { continuation.resume(returning: $0) }))
+                if case .terminated = result {
+                    continuation.resume(returning: .failure(ControlError(.unavailable, "beeldzorgd is shutting down")))
+                }
+            }
+        }
+
+        var services: [any Service] = [ControllerService(controller: controller), signalling, control]
+        services.append(ButtonService(source: devices.makeButton(), sink: sink, logger: Logger(label: "beeldzorgd.button")))
+        if let interval = notifier.watchdogInterval {
+            services.append(WatchdogService(interval: interval, sink: sink))
+        }
+
+        // The network is assumed up until the SIP layer says otherwise; with no registrar
+        // configured (the demo, a proxy-less test set-up) there is nothing to register with.
+        sink.yield(.flow(.network(up: true)))
+        if configuration.edgeProxies.isEmpty {
+            sink.yield(.flow(.registration(up: true)))
+        }
+
+        let serviceGroup = ServiceGroup(configuration: .init(
+            services: services.map { .init(service: $0) },
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger
+        ))
+        logger.info("ready", metadata: [
+            "version": "\(version)", "posts": "\(configuration.centrale.posts.count)",
+            "policy": "\(configuration.centrale.policy.rawValue)", "transport": "\(configuration.transport.rawValue)",
+        ])
+        notifier.ready(status: "idle")
+        screen.show(status: await controller.status)
+        do {
+            try await serviceGroup.run()
+        } catch {
+            logger.error("service failed", metadata: ["error": "\(error)"])
+        }
+        notifier.stopping()
+        await signalling.shutdown()
+        try? store.close()
+        try? await group.shutdownGracefully()
+        logger.info("stopped")
+    }
+
+    /// The demo's family contact, so `beeldzorgctl demo call-in` has someone to ring as.
+    static func seedDemoContacts(_ store: BeeldzorgStore, logger: Logger) {
+        do {
+            if try store.contact(forURI: "sip:marieke@127.0.0.1") == nil {
+                try store.upsertContact(Contact(
+                    id: "demo-marieke", displayName: "Marieke", sipURI: "sip:marieke@127.0.0.1", role: .family, sortOrder: 1))
+            }
+        } catch {
+            logger.error("demo contact could not be added", metadata: ["error": "\(error)"])
+        }
+    }
+
+    static func flowConfiguration(_ configuration: Configuration) -> CallFlowConfiguration {
+        let centrale = configuration.centrale
+        let policy: RingPolicy = switch centrale.policy {
+        case .ringAll: .ringAll
+        case .hunt: .hunt(perPostTimeout: .seconds(centrale.perPostTimeoutSeconds))
+        }
+        return CallFlowConfiguration(
+            posts: centrale.posts.map { CentralePost(id: $0.id, uri: $0.uri) },
+            policy: policy,
+            overallDeadline: .seconds(centrale.deadlineSeconds),
+            reassuranceInterval: .seconds(centrale.reassuranceSeconds)
+        )
+    }
+}

@@ -1,0 +1,435 @@
+import BeeldzorgConfig
+import CallFlow
+import Control
+import DemoCentrale
+import Devices
+import Foundation
+import Logging
+import Media
+import NIOCore
+import ServiceLifecycle
+import SIP
+import Synchronization
+
+/// Executes CallFlow's signalling and media actions with the SIP user agent and a media
+/// session per call, and turns what the user agent reports into CallFlow events.
+///
+/// Legs: CallFlow names them (`CallLegID`), the user agent names its dialogs
+/// (`CallHandle`); this class keeps the two-way map. One media session is bound before the
+/// first INVITE of an attempt (its ports go into the SDP offer, shared by every forked leg of
+/// ring-all) and started when CallFlow says `startMedia`.
+final class SIPCallSignalling: CallSignalling, Service, Sendable {
+    private struct State {
+        var sink: AsyncStream<ControllerInput>.Continuation?
+        var handles: [CallLegID: CallHandle] = [:]
+        var legs: [CallHandle: CallLegID] = [:]
+        /// The media session and offer of the current outgoing attempt.
+        var outgoing: (session: MediaSession, offer: PendingOffer)?
+        /// Offers of incoming calls, until answered or gone.
+        var incomingOffers: [CallLegID: SessionDescription] = [:]
+        /// Negotiated media per leg, from the answer (outgoing) or our answer (incoming).
+        var negotiated: [CallLegID: MediaDescription] = [:]
+        /// The session bound for an incoming call we answered.
+        var answering: [CallLegID: MediaSession] = [:]
+        var active: MediaSession?
+        var nextIncoming: UInt64 = 1
+    }
+
+    private let configuration: Configuration
+    private let userAgent: UserAgent
+    private let demoCentrale: DemoCentrale?
+    private let devices: DeviceSet
+    private let callLog: CallLogWriter
+    private let screen: ConsoleScreen
+    private let logger: Logger
+    private let tabletURI: String
+    private let state = Mutex(State())
+
+    private init(configuration: Configuration, userAgent: UserAgent, demoCentrale: DemoCentrale?, devices: DeviceSet,
+                 callLog: CallLogWriter, screen: ConsoleScreen, tabletURI: String, logger: Logger) {
+        self.configuration = configuration
+        self.userAgent = userAgent
+        self.demoCentrale = demoCentrale
+        self.devices = devices
+        self.callLog = callLog
+        self.screen = screen
+        self.tabletURI = tabletURI
+        self.logger = logger
+    }
+
+    /// Binds the user agent (and starts the demo centrale when configured).
+    static func start(configuration: Configuration, group: any EventLoopGroup, devices: DeviceSet,
+                      callLog: CallLogWriter, screen: ConsoleScreen, logger: Logger) async throws -> SIPCallSignalling {
+        var demo: DemoCentrale?
+        if configuration.demoCentrale {
+            let ports = try configuration.centrale.posts.map { post -> Int in
+                guard let port = Self.port(of: post.uri) else {
+                    throw ConfigError(key: "centrale.posts", line: nil, message: "demo post \(post.id) needs an explicit port in \(post.uri)")
+                }
+                return port
+            }
+            let centrale = DemoCentrale(posts: ports.map { _ in .answer }, ports: ports, group: group,
+                                        logger: Logger(label: "beeldzorgd.demo-centrale"))
+            _ = try await centrale.start()
+            demo = centrale
+            logger.notice("demo centrale listening", metadata: ["posts": "\(configuration.centrale.posts.map(\.uri))"])
+        }
+        let account = configuration.account
+        let userAgent = UserAgent(
+            configuration: UserAgentConfiguration(
+                localHost: account.listenHost, localPort: account.listenPort, user: account.user,
+                displayName: account.displayName, srtpRequired: configuration.srtp == .required
+            ),
+            group: group, logger: logger
+        )
+        let port = try await userAgent.start()
+        let host = account.listenHost == "0.0.0.0" ? account.domain : account.listenHost
+        let tabletURI = "sip:\(account.user)@\(host):\(port)"
+        logger.info("user agent listening", metadata: ["uri": "\(tabletURI)", "transport": "udp"])
+        return SIPCallSignalling(configuration: configuration, userAgent: userAgent, demoCentrale: demo, devices: devices,
+                                 callLog: callLog, screen: screen, tabletURI: tabletURI, logger: logger)
+    }
+
+    func attach(_ sink: AsyncStream<ControllerInput>.Continuation) {
+        state.withLock { $0.sink = sink }
+    }
+
+    private func report(_ event: CallFlowEvent) {
+        _ = state.withLock { $0.sink }?.yield(.flow(event))
+    }
+
+    // MARK: Service: the user agent's events → CallFlow
+
+    func run() async throws {
+        await withGracefulShutdownHandler {
+            for await event in userAgent.events {
+                await handle(event)
+            }
+        } onGracefulShutdown: {
+            Task { await self.userAgent.shutdown() }
+        }
+    }
+
+    func shutdown() async {
+        let sessions = state.withLock { state -> [MediaSession] in
+            let all = [state.active, state.outgoing?.session].compactMap { $0 } + Array(state.answering.values)
+            state.active = nil
+            state.outgoing = nil
+            state.answering = [:]
+            return all
+        }
+        sessions.forEach { $0.stop() }
+        await userAgent.shutdown()
+        await demoCentrale?.shutdown()
+    }
+
+    private func leg(for handle: CallHandle) -> CallLegID? {
+        state.withLock { $0.legs[handle] }
+    }
+
+    private func handle(_ event: UserAgentEvent) async {
+        switch event {
+        case .progress(let handle, let status):
+            guard let leg = leg(for: handle), status >= 180 else { return }
+            report(.provisional(leg, code: status))
+        case .answered(let handle, let remote):
+            guard let leg = leg(for: handle) else { return }
+            let offer = state.withLock { $0.outgoing?.offer }
+            guard let offer else {
+                report(.answered(leg))
+                return
+            }
+            do {
+                let media = try MediaNegotiator.readAnswer(remote, for: offer)
+                state.withLock { $0.negotiated[leg] = media }
+                report(.answered(leg))
+            } catch {
+                // An answer we cannot use (no SRTP, no codec): end that dialog, count it as a failed post.
+                logger.warning("unusable SDP answer", metadata: ["leg": "\(leg)", "error": "\(error)"])
+                await userAgent.hangUp(handle)
+                report(.failed(leg, code: error.sipStatus, reason: "unusable SDP answer: \(error)"))
+            }
+        case .failed(let handle, let status, let reason):
+            guard let leg = leg(for: handle) else { return }
+            forget(leg)
+            report(.failed(leg, code: status, reason: reason))
+        case .incoming(let handle, let fromURI, let displayName, let offer):
+            await incoming(handle, fromURI: fromURI, displayName: displayName, offer: offer)
+        case .remoteCancelled(let handle):
+            guard let leg = leg(for: handle) else { return }
+            forget(leg)
+            report(.remoteCancelled(leg))
+        case .remoteHungUp(let handle):
+            guard let leg = leg(for: handle) else { return }
+            forget(leg)
+            report(.remoteHungUp(leg))
+        }
+    }
+
+    private func incoming(_ handle: CallHandle, fromURI: String, displayName: String?, offer: SessionDescription) async {
+        // An offer we could never answer is refused before the client hears anything.
+        let probe = MediaNegotiator(localAddress: "127.0.0.1", audioPort: 9, videoPort: 9, srtpRequired: configuration.srtp == .required)
+        do {
+            _ = try probe.answer(offer)
+        } catch {
+            logger.notice("incoming call refused: unusable offer", metadata: ["status": "\(error.sipStatus)", "error": "\(error)"])
+            await userAgent.reject(handle, status: error.sipStatus, reason: error.sipStatus == 488 ? "Not Acceptable Here" : "Bad Request")
+            return
+        }
+        let leg = state.withLock { state -> CallLegID in
+            let leg = CallLegID.incoming(state.nextIncoming)
+            state.nextIncoming += 1
+            state.handles[leg] = handle
+            state.legs[handle] = leg
+            state.incomingOffers[leg] = offer
+            return leg
+        }
+        report(.incomingCall(leg, Caller(uri: fromURI, displayName: displayName, contact: knownContact(fromURI))))
+    }
+
+    /// Contacts on the list, and the centrale's own posts (a callback from the centrale).
+    private func knownContact(_ uri: String) -> KnownContact? {
+        if let contact = callLog.contact(forURI: uri) {
+            return KnownContact(name: contact.displayName, autoAnswerAfter: contact.autoAnswerSeconds.map { .seconds($0) })
+        }
+        let caller = Self.userAndHost(uri)
+        if configuration.centrale.posts.contains(where: { Self.userAndHost($0.uri) == caller }) {
+            return KnownContact(name: "Beeldzorgcentrale")
+        }
+        return nil
+    }
+
+    /// `user@host` of a SIP URI, lower-cased, without scheme, port, parameters or display name.
+    static func userAndHost(_ uri: String) -> String {
+        var text = Substring(uri)
+        if let open = text.firstIndex(of: "<"), let close = text.lastIndex(of: ">"), open < close {
+            text = text[text.index(after: open)..<close]
+        }
+        if let colon = text.firstIndex(of: ":"), ["sip", "sips"].contains(text[..<colon].lowercased()) {
+            text = text[text.index(after: colon)...]
+        }
+        text = text.prefix { $0 != ";" && $0 != "?" }
+        let at = text.firstIndex(of: "@")
+        var host = at.map { text[text.index(after: $0)...] } ?? text
+        if !host.hasPrefix("["), let colon = host.firstIndex(of: ":") { host = host[..<colon] }
+        let user = at.map { text[..<$0] } ?? ""
+        return "\(user)@\(host)".lowercased()
+    }
+
+    private func forget(_ leg: CallLegID) {
+        let released = state.withLock { state -> MediaSession? in
+            if let handle = state.handles.removeValue(forKey: leg) { state.legs[handle] = nil }
+            state.incomingOffers[leg] = nil
+            let answering = state.answering.removeValue(forKey: leg)
+            // The attempt's bound session goes when its last outgoing leg is gone unanswered.
+            if case .outgoing = leg, state.active == nil,
+               !state.handles.keys.contains(where: { if case .outgoing = $0 { true } else { false } }) {
+                defer { state.outgoing = nil }
+                return state.outgoing?.session ?? answering
+            }
+            return answering
+        }
+        released?.stop()
+    }
+
+    // MARK: CallSignalling: CallFlow's actions
+
+    private var mediaHost: String {
+        let host = configuration.account.listenHost
+        return host == "0.0.0.0" ? "127.0.0.1" : host
+    }
+
+    func sendInvite(_ leg: CallLegID, to post: CentralePost) async {
+        let offer: PendingOffer
+        do {
+            offer = try state.withLock { state -> PendingOffer in
+                if let outgoing = state.outgoing { return outgoing.offer }
+                let session = try MediaSession.bind(host: mediaHost)
+                let negotiator = MediaNegotiator(localAddress: mediaHost, audioPort: session.localAudioPort,
+                                                 videoPort: session.localVideoPort, srtpRequired: configuration.srtp == .required)
+                let offer = negotiator.makeOffer()
+                state.outgoing = (session, offer)
+                return offer
+            }
+        } catch {
+            logger.error("cannot bind media ports", metadata: ["error": "\(error)"])
+            report(.failed(leg, code: nil, reason: "media ports: \(error)"))
+            return
+        }
+        let handle = await userAgent.invite(to: post.uri, offer: offer.description)
+        state.withLock { state in
+            state.handles[leg] = handle
+            state.legs[handle] = leg
+        }
+        logger.info("INVITE", metadata: ["leg": "\(leg)", "post": "\(post.id)"])
+    }
+
+    func cancel(_ leg: CallLegID) async {
+        guard let handle = state.withLock({ $0.handles[leg] }) else { return }
+        await userAgent.cancel(handle)
+    }
+
+    func answer(_ leg: CallLegID) async {
+        guard let (handle, offer) = state.withLock({ state in
+            state.handles[leg].flatMap { handle in state.incomingOffers[leg].map { (handle, $0) } }
+        }) else { return }
+        do {
+            let session = try MediaSession.bind(host: mediaHost)
+            let negotiator = MediaNegotiator(localAddress: mediaHost, audioPort: session.localAudioPort,
+                                             videoPort: session.localVideoPort, srtpRequired: configuration.srtp == .required)
+            let (answer, media) = try negotiator.answer(offer)
+            state.withLock { state in
+                state.negotiated[leg] = media
+                state.answering[leg] = session
+            }
+            await userAgent.answer(handle, with: answer)
+        } catch {
+            logger.error("cannot answer", metadata: ["leg": "\(leg)", "error": "\(error)"])
+            await userAgent.reject(handle, status: 500, reason: "Server Internal Error")
+            forget(leg)
+            report(.failed(leg, code: 500, reason: "could not answer: \(error)"))
+        }
+    }
+
+    func reject(_ leg: CallLegID, status: Int) async {
+        guard let handle = state.withLock({ $0.handles[leg] }) else { return }
+        await userAgent.reject(handle, status: status, reason: Self.reasonPhrase(status))
+        forget(leg)
+    }
+
+    func hangUp(_ leg: CallLegID) async {
+        guard let handle = state.withLock({ $0.handles[leg] }) else { return }
+        await userAgent.hangUp(handle)
+        forget(leg)
+    }
+
+    func startMedia(_ leg: CallLegID) async {
+        let prepared = state.withLock { state -> (MediaSession, MediaDescription)? in
+            guard let media = state.negotiated[leg] else { return nil }
+            let session: MediaSession?
+            switch leg {
+            case .outgoing: session = state.outgoing?.session
+            case .incoming: session = state.answering.removeValue(forKey: leg)
+            }
+            guard let session else { return nil }
+            if case .outgoing = leg { state.outgoing = nil }
+            state.active = session
+            return (session, media)
+        }
+        guard let (session, media) = prepared, let parameters = parameters(for: media) else {
+            logger.error("no negotiated media for the call", metadata: ["leg": "\(leg)"])
+            report(.mediaFailed(.transport))
+            return
+        }
+        let sink = state.withLock { $0.sink }
+        do {
+            try session.start(
+                parameters, camera: devices.makeCamera(), microphone: devices.makeMicrophone(),
+                speaker: devices.makeSpeaker(), display: devices.makeDisplay(),
+                onFailure: { [logger] failure in
+                    logger.warning("media failure", metadata: ["failure": "\(failure)"])
+                    let kind: MediaFailure? = switch failure.component {
+                    case .camera: .camera
+                    case .microphone: .microphone
+                    case .speaker: .speaker
+                    case .network: .transport
+                    case .display, .codec: nil
+                    }
+                    if let kind { sink?.yield(.flow(.mediaFailed(kind))) }
+                }
+            )
+            logger.info("media started", metadata: [
+                "leg": "\(leg)", "audio": "\(parameters.audioCodec)", "video": "\(parameters.videoPayloadType != nil)",
+                "srtp": "\(parameters.sendKey != nil)",
+            ])
+        } catch {
+            logger.error("media could not start", metadata: ["error": "\(error)"])
+            report(.mediaFailed(.transport))
+        }
+    }
+
+    private func parameters(for media: MediaDescription) -> MediaParameters? {
+        guard let audio = media.audio else { return nil }
+        let codec: AudioCodec
+        switch audio.codec {
+        case .opus: codec = .opus(payloadType: Int(audio.payloadType))
+        case .pcma: codec = .pcma
+        case .pcmu: codec = .pcmu
+        case .vp8: return nil
+        }
+        let video = media.video
+        return MediaParameters(
+            remoteHost: media.remoteAddress, remoteAudioPort: audio.remotePort, remoteAudioRTCPPort: audio.remoteRTCPPort,
+            remoteVideoPort: video?.remotePort, remoteVideoRTCPPort: video?.remoteRTCPPort,
+            audioCodec: codec, videoPayloadType: video.map { Int($0.payloadType) },
+            sendKey: audio.sendKey?.bytes, receiveKey: audio.receiveKey?.bytes,
+            videoSendKey: video?.sendKey?.bytes, videoReceiveKey: video?.receiveKey?.bytes,
+            allowPlainRTP: configuration.srtp == .off, rtcpMux: audio.rtcpMux,
+            cameraFormat: devices.cameraFormat
+        )
+    }
+
+    func stopMedia() async {
+        let session = state.withLock { state -> MediaSession? in
+            defer { state.active = nil }
+            return state.active
+        }
+        session?.stop()
+    }
+
+    func stopVideo() async {
+        // MediaSession stops sending video itself when the camera fails (and says so in its
+        // failure report); the audio goes on. Nothing more to do here.
+        logger.notice("video stopped; audio goes on")
+    }
+
+    func mediaStatistics() async -> StatusReport.Media? {
+        guard let statistics = state.withLock({ $0.active })?.statistics else { return nil }
+        return StatusReport.Media(
+            audioPacketsSent: statistics.audio.packetsSent, audioPacketsReceived: statistics.audio.packetsReceived,
+            videoFramesSent: statistics.video.framesSent, videoFramesDecoded: statistics.video.framesDecoded,
+            authenticationFailures: statistics.audio.authenticationFailures + statistics.video.authenticationFailures
+        )
+    }
+
+    func registrationStatus() async -> [StatusReport.Registration] {
+        configuration.edgeProxies.map {
+            StatusReport.Registration(proxy: $0, state: "notImplemented", detail: "REGISTER comes with the SIP issue")
+        }
+    }
+
+    func demoCallIn(from uri: String?) async throws {
+        guard let demoCentrale else {
+            throw ControlError(.unavailable, "no demo centrale runs (demo_centrale is off)")
+        }
+        let user = Self.userAndHost(uri ?? "sip:centrale@127.0.0.1").split(separator: "@").first.map(String.init) ?? ""
+        guard !user.isEmpty else { throw ControlError(.badArgument, "the caller needs a SIP user, like sip:marieke@127.0.0.1") }
+        let tablet = tabletURI
+        let secure = configuration.srtp == .required
+        // Not awaited: the call returns only when the tablet answers, which needs this very
+        // controller loop to go on.
+        Task { [logger] in
+            let result = await demoCentrale.callTablet(uri: tablet, displayName: user.capitalized, fromUser: user, secure: secure)
+            logger.info("demo call-in ended", metadata: ["result": "\(result)"])
+        }
+    }
+
+    /// The explicit port of a SIP URI (`sip:post1@127.0.0.1:45071` → 45071).
+    static func port(of uri: String) -> Int? {
+        let hostPart = uri.split(separator: "@").last.map(String.init) ?? uri
+        let trimmed = hostPart.prefix { $0 != ";" && $0 != ">" }
+        guard let colon = trimmed.lastIndex(of: ":") else { return nil }
+        return Int(trimmed[trimmed.index(after: colon)...])
+    }
+
+    static func reasonPhrase(_ status: Int) -> String {
+        switch status {
+        case 403: "Forbidden"
+        case 480: "Temporarily Unavailable"
+        case 486: "Busy Here"
+        case 488: "Not Acceptable Here"
+        case 603: "Decline"
+        default: "Rejected"
+        }
+    }
+}
