@@ -110,7 +110,8 @@ actor CallController {
 
     private func handle(_ event: CallFlowEvent) async {
         let actions = flow.handle(event)
-        logger.debug("event", metadata: ["event": "\(event)", "actions": "\(actions.count)"])
+        // The event's name only: its arguments can hold a caller's address (personal data).
+        logger.debug("event", metadata: ["event": "\(String(describing: event).prefix { $0 != "(" })", "actions": "\(actions.count)"])
         for action in actions {
             await execute(action)
         }

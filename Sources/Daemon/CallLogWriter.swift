@@ -35,7 +35,7 @@ final class CallLogWriter: Sendable {
                 try store.recordEnded(id: id, outcome: Self.outcome(outcome), postsTried: postsTried, failureReason: reason, at: now)
             }
         } catch {
-            logger.error("call log write failed", metadata: ["event": "\(event)", "error": "\(error)"])
+            logger.error("call log write failed", metadata: ["event": "\(String(describing: event).prefix { $0 != "(" })", "error": "\(error)"])
         }
     }
 
