@@ -22,6 +22,7 @@ public struct AudioJitterBuffer: Sendable {
     private var playing = false
     public private(set) var latePackets = 0
     public private(set) var droppedForDelay = 0
+    private var consecutiveLate = 0
 
     public init(targetFrames: Int = 2, maximumFrames: Int = 8) {
         self.targetFrames = max(1, targetFrames)
@@ -33,8 +34,14 @@ public struct AudioJitterBuffer: Sendable {
     public mutating func insert(sequence: UInt16, payload: [UInt8]) {
         if let nextSequence, playing, !isNewer(sequence, than: nextSequence), sequence != nextSequence {
             latePackets += 1
-            return
+            consecutiveLate += 1
+            guard consecutiveLate > maximumFrames else { return }
+            // Not late but renumbered (the peer restarted its stream): start over.
+            packets = [:]
+            self.nextSequence = nil
+            playing = false
         }
+        consecutiveLate = 0
         packets[sequence] = payload
         if packets.count > maximumFrames {
             // Delay has built up (a burst after a stall): skip ahead to the target.
@@ -61,6 +68,12 @@ public struct AudioJitterBuffer: Sendable {
             playing = false
             nextSequence = sequence &+ 1
             return .missing(next: nil)
+        }
+        if let oldest = packets.keys.min(by: { isNewer($1, than: $0) }), oldest &- sequence > UInt16(maximumFrames),
+           isNewer(oldest, than: sequence) {
+            // A jump forward far beyond any loss burst we conceal: resynchronise on it.
+            nextSequence = oldest &+ 1
+            return .payload(packets.removeValue(forKey: oldest)!)
         }
         nextSequence = sequence &+ 1
         if let payload = packets.removeValue(forKey: sequence) { return .payload(payload) }

@@ -163,6 +163,7 @@ public struct VP8FrameAssembler: Sendable {
     private var lastDeliveredSequence: UInt16?
     private var lastDeliveredTimestamp: UInt32?
     public private(set) var waitingForKeyframe = true
+    private var consecutiveLate = 0
 
     public init(reorderWindow: Int = 3) {
         self.reorderWindow = max(1, reorderWindow)
@@ -172,8 +173,14 @@ public struct VP8FrameAssembler: Sendable {
         var output = Output()
         guard let (descriptor, length) = try? VP8PayloadDescriptor.parse(packet.payload) else { return output }
         // Too late: a frame at or before the last delivered one.
-        if let last = lastDeliveredSequence, !isNewer(packet.sequenceNumber, than: last) { return output }
-        if let lastTimestamp = lastDeliveredTimestamp, packet.timestamp == lastTimestamp { return output }
+        if let last = lastDeliveredSequence, !isNewer(packet.sequenceNumber, than: last)
+            || lastDeliveredTimestamp == packet.timestamp {
+            consecutiveLate += 1
+            guard consecutiveLate > 64 else { return output }
+            // So many "late" packets in a row: the sender renumbered. Start over at a keyframe.
+            self = VP8FrameAssembler(reorderWindow: reorderWindow)
+        }
+        consecutiveLate = 0
         let part = Part(sequence: packet.sequenceNumber, start: descriptor.startOfPartition && descriptor.partitionIndex == 0,
                         marker: packet.marker, data: Array(packet.payload[length...]))
         if let index = pending.firstIndex(where: { $0.timestamp == packet.timestamp }) {

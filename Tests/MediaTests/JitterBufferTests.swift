@@ -52,4 +52,24 @@ import Testing
         #expect(buffer.pop() == .payload(Self.payload(104)))
         #expect(buffer.pop() == .payload(Self.payload(105)))
     }
+
+    @Test func renumberedStreamIsFollowedInBothDirections() {
+        var buffer = AudioJitterBuffer(targetFrames: 2, maximumFrames: 4)
+        buffer.insert(sequence: 1_000, payload: Self.payload(1_000))
+        buffer.insert(sequence: 1_001, payload: Self.payload(1_001))
+        #expect(buffer.pop() == .payload(Self.payload(1_000)))
+        #expect(buffer.pop() == .payload(Self.payload(1_001)))
+        // Forward jump: played at once instead of concealing 20 000 frames.
+        buffer.insert(sequence: 21_000, payload: Self.payload(21_000))
+        buffer.insert(sequence: 21_001, payload: Self.payload(21_001))
+        #expect(buffer.pop() == .payload(Self.payload(21_000)))
+        #expect(buffer.pop() == .payload(Self.payload(21_001)))
+        // Backward jump: first taken as late, then followed.
+        var outputs: [JitterBufferOutput] = []
+        for sequence: UInt16 in 500...510 {
+            buffer.insert(sequence: sequence, payload: Self.payload(sequence))
+            outputs.append(buffer.pop())
+        }
+        #expect(outputs.contains(.payload(Self.payload(508))) || outputs.contains(.payload(Self.payload(509))))
+    }
 }

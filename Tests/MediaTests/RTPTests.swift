@@ -196,6 +196,16 @@ import Testing
         #expect(!assembler.waitingForKeyframe)
     }
 
+    @Test func renumberedSenderIsFollowedFromItsNextKeyframe() {
+        var assembler = VP8FrameAssembler()
+        let first = Self.packets([Self.frame(size: 120, keyframe: true, seed: 1)], sequence: 40_000)
+        #expect(first.flatMap { $0 }.flatMap { assembler.insert($0).frames }.count == 1)
+        // The sender restarts with lower sequence numbers (and keyframes every frame here).
+        let restarted = Self.packets((0..<40).map { Self.frame(size: 120, keyframe: true, seed: UInt8($0)) }, sequence: 100)
+        let out = restarted.flatMap { $0 }.flatMap { assembler.insert($0).frames }
+        #expect(!out.isEmpty)
+    }
+
     @Test func streamThatStartsWithoutAKeyframeWaitsForOne() {
         let frames = [Self.frame(size: 120, keyframe: false, seed: 1), Self.frame(size: 120, keyframe: true, seed: 2)]
         var assembler = VP8FrameAssembler()
