@@ -26,6 +26,11 @@ public struct ControlRequest: Codable, Sendable, Equatable {
         case demoCallIn = "demo-call-in"
         /// Recent call-log records from the daemon's store.
         case calls
+        /// Technician device tests run by the daemon, which owns the devices (refused during
+        /// a call): grab camera frames, record the microphone (`seconds`), play a prompt.
+        case testCamera = "test-camera"
+        case testMicrophone = "test-mic"
+        case testSpeaker = "test-speaker"
     }
 
     public var v: Int
@@ -35,13 +40,20 @@ public struct ControlRequest: Codable, Sendable, Equatable {
     /// For `demo-call-in`: which caller (a SIP URI), so an unknown caller can be tried too.
     public var from: String?
     public var limit: Int?
+    /// For `test-mic` and `test-camera`: how long to record or grab.
+    public var seconds: Double?
+    /// For `test-camera`: also return one frame (I420, base64) so the CLI can save it.
+    public var includeFrame: Bool?
 
-    public init(cmd: Command, kind: String? = nil, from: String? = nil, limit: Int? = nil) {
+    public init(cmd: Command, kind: String? = nil, from: String? = nil, limit: Int? = nil,
+                seconds: Double? = nil, includeFrame: Bool? = nil) {
         self.v = ControlProtocol.version
         self.cmd = cmd
         self.kind = kind
         self.from = from
         self.limit = limit
+        self.seconds = seconds
+        self.includeFrame = includeFrame
     }
 }
 

@@ -194,6 +194,11 @@ actor CallController {
                 return try .success(Self.callSummary(flow.status))
             case .calls:
                 return try .success(callLog.recentCalls(limit: request.limit ?? 20))
+            case .testCamera, .testMicrophone, .testSpeaker:
+                // Awaited on this loop on purpose: no call starts while a test holds a device.
+                let devices = await statusProvider?(flow.status).devices ?? []
+                return try await TechnicianCommands.run(request, phase: flow.status.phase.rawValue, devices: devices,
+                                                        feedback: feedback, peer: peer, logger: logger)
             }
         } catch let error as ControlError {
             return .failure(error)
