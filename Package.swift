@@ -118,6 +118,8 @@ let package = Package(
         ),
         // Crash-safety victim and durability benchmark for Store (StoreTests runs it).
         .executableTarget(name: "store-crash-writer", dependencies: ["Store"], swiftSettings: strict),
+        // Prints codec, CPU and latency figures for media (issue 4); not a test.
+        .executableTarget(name: "media-benchmark", dependencies: ["Media", "Devices"], path: "Sources/MediaBenchmark", swiftSettings: strict),
 
         // MARK: Tests
         .testTarget(name: "CallFlowTests", dependencies: ["CallFlow"], swiftSettings: strict),

@@ -85,40 +85,40 @@ public final class TestPatternCamera: CameraSource {
     public static func counterBlockSize(width: Int) -> Int { max(8, (width / 32) & ~1) }
 
     public static func render(width: Int, height: Int, frameNumber: Int, timestamp: Duration) -> VideoFrame {
-        var planes = [UInt8](repeating: 128, count: width * height * 3 / 2)
+        // Build one row per plane and copy it down: per-pixel work only once per row, so the
+        // pattern stays cheap at 640×480 (the benchmark measures the codecs, not this).
         let barWidth = max(2, width / bars.count)
         let shift = (frameNumber * 4) % width
         let chromaWidth = width / 2
-        let uOffset = width * height
-        let vOffset = uOffset + chromaWidth * (height / 2)
+        var lumaRow = [UInt8](repeating: 0, count: width)
+        var uRow = [UInt8](repeating: 0, count: chromaWidth)
+        var vRow = [UInt8](repeating: 0, count: chromaWidth)
         for x in 0..<width {
             let bar = bars[(((x + shift) % width) / barWidth) % bars.count]
-            for y in 0..<height { planes[y * width + x] = bar.y }
+            lumaRow[x] = bar.y
             if x % 2 == 0 {
-                for y in 0..<(height / 2) {
-                    planes[uOffset + y * chromaWidth + x / 2] = bar.u
-                    planes[vOffset + y * chromaWidth + x / 2] = bar.v
-                }
+                uRow[x / 2] = bar.u
+                vRow[x / 2] = bar.v
             }
         }
-        // Counter strip: grey background, then one block per bit.
         let block = counterBlockSize(width: width)
         let top = height - 2 * block
-        for y in (top - block / 2)..<height {
-            for x in 0..<width { planes[y * width + x] = 128 }
-            if y % 2 == 0 {
-                for x in 0..<chromaWidth {
-                    planes[uOffset + (y / 2) * chromaWidth + x] = 128
-                    planes[vOffset + (y / 2) * chromaWidth + x] = 128
-                }
-            }
-        }
+        let stripTop = top - block / 2
+        let grey = [UInt8](repeating: 128, count: width)
+        var planes = [UInt8]()
+        planes.reserveCapacity(width * height * 3 / 2)
+        for y in 0..<height { planes.append(contentsOf: y >= stripTop ? grey : lumaRow) }
+        for y in 0..<(height / 2) { planes.append(contentsOf: y * 2 >= stripTop ? grey[0..<chromaWidth] : uRow[...]) }
+        for y in 0..<(height / 2) { planes.append(contentsOf: y * 2 >= stripTop ? grey[0..<chromaWidth] : vRow[...]) }
+        // Counter: one block per bit, most significant first.
+        var counterRow = grey
         for bit in 0..<counterBits {
             let on = (frameNumber >> (counterBits - 1 - bit)) & 1 == 1
             let left = block / 2 + bit * block
-            for y in top..<(top + block) {
-                for x in left..<(left + block) where x < width { planes[y * width + x] = on ? 235 : 16 }
-            }
+            for x in left..<min(width, left + block) { counterRow[x] = on ? 235 : 16 }
+        }
+        for y in top..<min(height, top + block) {
+            planes.replaceSubrange((y * width)..<((y + 1) * width), with: counterRow)
         }
         return VideoFrame(width: width, height: height, planes: planes, timestamp: timestamp)
     }

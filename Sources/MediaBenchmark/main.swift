@@ -1,0 +1,154 @@
+// media-benchmark: prints figures for issue 4 (not a timed test).
+//   - VP8 encode/decode and Opus encode/decode time per frame, p50/p99
+//   - CPU seconds per minute of a 640×480@25 VP8 + Opus SRTP call, both ends in this
+//     process on loopback, send and receive
+//   - mouth-to-ear latency on loopback, including the jitter buffer
+// Usage: media-benchmark [--seconds N]   (default 20 s of call)
+import Devices
+import Foundation
+import Media
+import Synchronization
+
+let arguments = CommandLine.arguments
+let callSeconds = arguments.firstIndex(of: "--seconds").flatMap { Int(arguments[safe: $0 + 1] ?? "") } ?? 20
+
+extension Array {
+    subscript(safe index: Int) -> Element? { indices.contains(index) ? self[index] : nil }
+}
+
+func percentile(_ values: [Duration], _ p: Double) -> Duration {
+    let sorted = values.sorted()
+    return sorted[min(sorted.count - 1, Int(Double(sorted.count - 1) * p))]
+}
+
+func ms(_ duration: Duration) -> String { String(format: "%.2f ms", Double(duration.components.attoseconds) / 1e15 + Double(duration.components.seconds) * 1_000) }
+
+func cpuSeconds() -> Double {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6 + Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6
+}
+
+// MARK: Codecs
+
+func codecFigures() throws {
+    let width = 640, height = 480, frames = 250
+    let encoder = try VP8Encoder(width: width, height: height, framesPerSecond: 25, bitrate: 800_000)
+    let decoder = try VP8Decoder()
+    var encodeTimes: [Duration] = [], decodeTimes: [Duration] = [], bytes = 0
+    let clock = ContinuousClock()
+    for number in 0..<frames {
+        let frame = TestPatternCamera.render(width: width, height: height, frameNumber: number, timestamp: .milliseconds(40 * number))
+        var encoded: [EncodedVideoFrame] = []
+        encodeTimes.append(try clock.measure { encoded = try encoder.encode(frame) })
+        for packet in encoded {
+            bytes += packet.data.count
+            decodeTimes.append(try clock.measure { _ = try decoder.decode(packet.data) })
+        }
+    }
+    print("VP8 640x480 @ 800 kbit/s, \(frames) frames: encode p50 \(ms(percentile(encodeTimes, 0.5))) p99 \(ms(percentile(encodeTimes, 0.99))); "
+          + "decode p50 \(ms(percentile(decodeTimes, 0.5))) p99 \(ms(percentile(decodeTimes, 0.99))); "
+          + String(format: "%.0f kbit/s actual", Double(bytes * 8) / (Double(frames) / 25) / 1_000))
+
+    let opusEncoder = try OpusFrameEncoder(bitrate: 32_000)
+    let opusDecoder = try OpusFrameDecoder()
+    var opusEncode: [Duration] = [], opusDecode: [Duration] = []
+    let tone = ToneSource(frequency: 440, paced: false)
+    try tone.open(AudioFormat())
+    for _ in 0..<500 {
+        let samples = try tone.read()
+        var packet: [UInt8] = []
+        opusEncode.append(try clock.measure { packet = try opusEncoder.encode(samples) })
+        opusDecode.append(try clock.measure { _ = try opusDecoder.decode(packet) })
+    }
+    tone.close()
+    print("Opus 48 kHz mono 20 ms @ 32 kbit/s: encode p50 \(ms(percentile(opusEncode, 0.5))) p99 \(ms(percentile(opusEncode, 0.99))); "
+          + "decode p50 \(ms(percentile(opusDecode, 0.5))) p99 \(ms(percentile(opusDecode, 0.99)))")
+}
+
+// MARK: Latency probes
+
+/// A microphone that is silent except for a 20 ms burst once a second; remembers when each
+/// burst left "the mouth" (when read() handed it over).
+final class BurstSource: AudioSource {
+    private let tone = ToneSource(frequency: 1_000, amplitude: 0.5)
+    private let state = Mutex<(periods: Int, sent: [ContinuousClock.Instant])>((0, []))
+    func open(_ format: AudioFormat) throws { try tone.open(format) }
+    func read() throws -> [Int16] {
+        let samples = try tone.read()
+        return state.withLock { state in
+            state.periods += 1
+            guard state.periods % 50 == 25 else { return [Int16](repeating: 0, count: samples.count) }
+            state.sent.append(.now)
+            return samples
+        }
+    }
+    func close() { tone.close() }
+    var sent: [ContinuousClock.Instant] { state.withLock { $0.sent } }
+}
+
+/// A speaker that notes when a burst reaches it ("the ear").
+final class BurstDetector: AudioSink {
+    private let state = Mutex<(inBurst: Bool, heard: [ContinuousClock.Instant])>((false, []))
+    func open(_ format: AudioFormat) throws {}
+    func write(_ samples: [Int16]) throws {
+        let loud = samples.contains { abs(Int($0)) > 4_000 }
+        state.withLock { state in
+            if loud && !state.inBurst { state.heard.append(.now) }
+            state.inBurst = loud
+        }
+    }
+    func close() {}
+    var heard: [ContinuousClock.Instant] { state.withLock { $0.heard } }
+}
+
+final class NullDisplay: VideoSink {
+    let frames = Atomic<Int>(0)
+    func show(_ frame: VideoFrame) { frames.add(1, ordering: .relaxed) }
+}
+
+// MARK: A call on loopback
+
+func callFigures() throws {
+    let keyA = (0..<30).map { _ in UInt8.random(in: 0...255) }
+    let keyB = (0..<30).map { _ in UInt8.random(in: 0...255) }
+    let alice = try MediaSession.bind(host: "127.0.0.1")
+    let bob = try MediaSession.bind(host: "127.0.0.1")
+    func parameters(to peer: MediaSession, send: [UInt8], receive: [UInt8]) -> MediaParameters {
+        MediaParameters(remoteHost: "127.0.0.1", remoteAudioPort: peer.localAudioPort, remoteVideoPort: peer.localVideoPort,
+                        videoPayloadType: 96, sendKey: send, receiveKey: receive, videoBitrate: 800_000,
+                        cameraFormat: CameraFormat(width: 640, height: 480, framesPerSecond: 25))
+    }
+    let mouth = BurstSource()
+    let ear = BurstDetector()
+    let aliceDisplay = NullDisplay(), bobDisplay = NullDisplay()
+    let cpuBefore = cpuSeconds()
+    let wallBefore = ContinuousClock.now
+    try alice.start(parameters(to: bob, send: keyA, receive: keyB), camera: TestPatternCamera(), microphone: mouth,
+                    speaker: RecordingAudioSink(capacity: 0), display: aliceDisplay, onFailure: { print("alice: \($0)") })
+    try bob.start(parameters(to: alice, send: keyB, receive: keyA), camera: TestPatternCamera(),
+                  microphone: ToneSource(frequency: 600), speaker: ear, display: bobDisplay, onFailure: { print("bob: \($0)") })
+    Thread.sleep(forTimeInterval: Double(callSeconds))
+    alice.stop()
+    bob.stop()
+    let cpu = cpuSeconds() - cpuBefore
+    let wall = Double(wallBefore.duration(to: .now).components.seconds) + Double(wallBefore.duration(to: .now).components.attoseconds) / 1e18
+    let perMinute = cpu / wall * 60
+    let a = alice.statistics, b = bob.statistics
+    print(String(format: "Call 640x480@25 VP8 + Opus over SRTP, both ends in one process, %.1f s: %.1f CPU s per minute for both ends, %.1f per end (send + receive)",
+                 wall, perMinute, perMinute / 2))
+    print("  alice sent \(a.video.framesSent) video / \(a.audio.framesSent) audio frames; bob decoded \(b.video.framesDecoded) video / \(b.audio.framesDecoded) audio; "
+          + "auth failures \(a.audio.authenticationFailures + a.video.authenticationFailures + b.audio.authenticationFailures + b.video.authenticationFailures)")
+    let sent = mouth.sent, heard = ear.heard
+    let latencies = zip(sent, heard).map { $0.duration(to: $1) }.filter { $0 > .zero && $0 < .seconds(1) }
+    if latencies.isEmpty {
+        print("Mouth-to-ear: no bursts detected")
+    } else {
+        print("Mouth-to-ear on loopback (capture → speaker write, jitter buffer included), \(latencies.count) bursts: "
+              + "p50 \(ms(percentile(latencies, 0.5))) max \(ms(latencies.max()!))")
+    }
+    print("baresip comparison: not measured by this tool (see the report)")
+}
+
+try codecFigures()
+try callFigures()
