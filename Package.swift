@@ -81,7 +81,7 @@ let package = Package(
         .target(
             name: "DemoCentrale",
             dependencies: [
-                "SIP",
+                "SIP", "Media",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -111,7 +111,7 @@ let package = Package(
         .executableTarget(
             name: "beeldzorgctl",
             dependencies: [
-                "Control", "BeeldzorgConfig", "Store",
+                "Control", "BeeldzorgConfig", "Store", "Devices",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict

@@ -11,8 +11,8 @@ packages=(
     espeak-ng sox
     # real peers the tests run against
     kamailio kamailio-tls-modules baresip-core sip-tester ffmpeg openssl python3
-    # systemd-analyze for the unit checks
-    systemd
+    # systemd-analyze, udevadm, systemd-hwdb for the unit and rule checks (scripts/check-units.sh)
+    systemd udev
 )
 
 missing=()

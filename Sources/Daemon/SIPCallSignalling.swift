@@ -102,11 +102,36 @@ final class SIPCallSignalling: CallSignalling, Service, Sendable {
 
     func run() async throws {
         await withGracefulShutdownHandler {
-            for await event in userAgent.events {
-                await handle(event)
+            await withDiscardingTaskGroup { group in
+                group.addTask { await self.watchPostLiveness() }
+                for await event in userAgent.events {
+                    await handle(event)
+                }
+                group.cancelAll()
             }
         } onGracefulShutdown: {
             Task { await self.userAgent.shutdown() }
+        }
+    }
+
+    /// How often each post is asked OPTIONS, and how long it may take to answer.
+    static let livenessInterval: Duration = .seconds(20)
+    static let livenessTimeout: Duration = .seconds(2)
+
+    /// Learns ahead of a press which posts answer at all (OPTIONS), so CallFlow skips dead
+    /// ones instead of waiting on them; reports only changes.
+    private func watchPostLiveness() async {
+        var known: [String: Bool] = [:]
+        while !Task.isCancelled {
+            for post in configuration.centrale.posts {
+                let alive = await userAgent.probe(post.uri, timeout: Self.livenessTimeout) != nil
+                if known[post.id] != alive {
+                    known[post.id] = alive
+                    logger.notice("post liveness", metadata: ["post": "\(post.id)", "alive": "\(alive)"])
+                    report(.postAvailability(postID: post.id, alive: alive))
+                }
+            }
+            try? await Task.sleep(for: Self.livenessInterval)
         }
     }
 
@@ -184,7 +209,10 @@ final class SIPCallSignalling: CallSignalling, Service, Sendable {
             state.incomingOffers[leg] = offer
             return leg
         }
-        report(.incomingCall(leg, Caller(uri: fromURI, displayName: displayName, contact: knownContact(fromURI))))
+        let contact = knownContact(fromURI)
+        report(.incomingCall(leg, Caller(uri: fromURI, displayName: displayName, contact: contact)))
+        // 180 only for callers who will ring; a stranger gets nothing but CallFlow's 403.
+        if contact != nil { await userAgent.ring(handle) }
     }
 
     /// Contacts on the list, and the centrale's own posts (a callback from the centrale).
@@ -256,7 +284,11 @@ final class SIPCallSignalling: CallSignalling, Service, Sendable {
             report(.failed(leg, code: nil, reason: "media ports: \(error)"))
             return
         }
-        let handle = await userAgent.invite(to: post.uri, offer: offer.description)
+        // Hunt: the post's ring timeout bounds its INVITE, so a dead post costs that and
+        // never RFC 3261's 32 s (CallFlow moves on at the same moment with its own timer).
+        let ringTimeout: Duration? = configuration.centrale.policy == .hunt
+            ? .seconds(configuration.centrale.perPostTimeoutSeconds) : nil
+        let handle = await userAgent.invite(to: post.uri, offer: offer.description, ringTimeout: ringTimeout)
         state.withLock { state in
             state.handles[leg] = handle
             state.legs[handle] = leg

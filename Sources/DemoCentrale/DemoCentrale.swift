@@ -53,8 +53,9 @@ public actor DemoCentrale {
     private var caller: UserAgent?
     /// Extra caller agents by SIP user, so a call can come from `marieke` or a stranger.
     private var callers: [String: UserAgent] = [:]
-    /// Which agent placed each call to the tablet.
+    /// Which agent placed each call to the tablet, and with which offer.
     private var callerOf: [CallHandle: UserAgent] = [:]
+    private var offerOf: [CallHandle: PendingOffer] = [:]
     private var tasks: [Task<Void, Never>] = []
     private var ringTasks: [CallHandle: Task<Void, Never>] = [:]
     private var echoes: [CallHandle: EchoSet] = [:]
@@ -132,8 +133,9 @@ public actor DemoCentrale {
     }
 
     /// Rings the tablet at `uri` from the centrale, shown as `displayName`. Returns once the
-    /// tablet answers or refuses. With `secure`, the offer uses SRTP (the echo then does not
-    /// decrypt on the tablet, whose answer carries its own key); the demo uses plain RTP.
+    /// tablet answers or refuses. With `secure`, the offer uses SRTP; since the tablet answers
+    /// with its own key, the echo then decrypts what the tablet sends and encrypts it again
+    /// with the centrale's key, so the tablet decodes its own media as from a real peer.
     /// `fromUser` is the SIP user the call comes from (`centrale` by default; a family
     /// member's or a stranger's name to try the tablet's contact list).
     public func callTablet(
@@ -170,6 +172,7 @@ public actor DemoCentrale {
                                     srtpRequired: secure).makeOffer()
         let handle = await caller.invite(to: uri, offer: offer.description, displayName: displayName)
         callerOf[handle] = caller
+        offerOf[handle] = offer
         echoes[handle] = echo
         if let result = earlyResults.removeValue(forKey: handle) { return result }
         return await withCheckedContinuation { outgoing[handle] = $0 }
@@ -246,11 +249,24 @@ public actor DemoCentrale {
 
     private func handleCallerEvent(_ event: UserAgentEvent) async {
         switch event {
-        case .answered(let call, _):
+        case .answered(let call, let remote):
+            if let offer = offerOf.removeValue(forKey: call), offer.description.media.contains(where: { $0.proto.uppercased() == "RTP/SAVP" }) {
+                do {
+                    let media = try MediaNegotiator.readAnswer(remote, for: offer)
+                    func keys(_ stream: NegotiatedStream?) -> (receive: [UInt8], send: [UInt8])? {
+                        guard let stream, let receive = stream.receiveKey, let send = stream.sendKey else { return nil }
+                        return (receive.bytes, send.bytes)
+                    }
+                    try echoes[call]?.rekey(audio: keys(media.audio), video: keys(media.video))
+                } catch {
+                    logger.warning("demo echo cannot re-key SRTP", metadata: ["error": "\(error)"])
+                }
+            }
             activeTabletCalls.insert(call)
             continuation.yield(.tabletAnsweredOurCall)
             resolve(call, .answered)
         case .failed(let call, let status, let reason):
+            offerOf[call] = nil
             await closeEcho(call)
             resolve(call, .failed(status: status, reason: reason))
         case .remoteHungUp(let call):

@@ -1,3 +1,4 @@
+import Media
 import NIOCore
 import NIOPosix
 import Synchronization
@@ -7,20 +8,51 @@ final class EchoCounter: Sendable {
     let packets = Atomic<Int>(0)
 }
 
+/// For SRTP calls where each side has its own key (the centrale called the tablet): the echo
+/// decrypts with the tablet's key and encrypts again with the centrale's, as a real peer would.
+struct EchoRekey: Sendable {
+    let inbound: SRTPSession
+    let outbound: SRTPSession
+
+    init(receiveKey: [UInt8], sendKey: [UInt8]) throws {
+        inbound = try SRTPSession(masterKeyAndSalt: receiveKey, direction: .inbound)
+        outbound = try SRTPSession(masterKeyAndSalt: sendKey, direction: .outbound)
+    }
+
+    /// nil: the packet failed authentication or is not RTP/RTCP; it is dropped.
+    func reencrypt(_ packet: [UInt8]) -> [UInt8]? {
+        // RFC 5761 §4: payload types 200–204 in the second byte are RTCP on a muxed port.
+        let isRTCP = packet.count > 1 && (200...204).contains(packet[1])
+        do {
+            return isRTCP
+                ? try outbound.protectRTCP(inbound.unprotectRTCP(packet))
+                : try outbound.protect(inbound.unprotect(packet))
+        } catch {
+            return nil
+        }
+    }
+}
+
 /// Sends every datagram straight back to whoever sent it: RTP and RTCP (plain or SRTP) make a
 /// real round trip through the network stack and back into the tablet's receive pipeline.
-private final class EchoHandler: ChannelInboundHandler, Sendable {
+final class EchoHandler: ChannelInboundHandler, Sendable {
     typealias InboundIn = AddressedEnvelope<ByteBuffer>
     typealias OutboundOut = AddressedEnvelope<ByteBuffer>
 
     let counter: EchoCounter
+    let rekey = Mutex<EchoRekey?>(nil)
 
     init(counter: EchoCounter) { self.counter = counter }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let envelope = unwrapInboundIn(data)
+        var payload = envelope.data
+        if let rekey = rekey.withLock({ $0 }) {
+            guard let bytes = rekey.reencrypt(Array(envelope.data.readableBytesView)) else { return }
+            payload = ByteBuffer(bytes: bytes)
+        }
         counter.packets.add(1, ordering: .relaxed)
-        let reply = AddressedEnvelope(remoteAddress: envelope.remoteAddress, data: envelope.data)
+        let reply = AddressedEnvelope(remoteAddress: envelope.remoteAddress, data: payload)
         context.writeAndFlush(wrapOutboundOut(reply), promise: nil)
     }
 
@@ -32,18 +64,20 @@ private final class EchoHandler: ChannelInboundHandler, Sendable {
 /// One UDP echo socket on loopback.
 struct EchoSocket: Sendable {
     let channel: any Channel
+    let handler: EchoHandler
     var port: Int { channel.localAddress?.port ?? 0 }
 
     static func bind(host: String, group: any EventLoopGroup, counter: EchoCounter) async throws -> EchoSocket {
+        let handler = EchoHandler(counter: counter)
         let channel = try await DatagramBootstrap(group: group)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(EchoHandler(counter: counter))
+                    try channel.pipeline.syncOperations.addHandler(handler)
                 }
             }
             .bind(host: host, port: 0)
             .get()
-        return EchoSocket(channel: channel)
+        return EchoSocket(channel: channel, handler: handler)
     }
 
     func close() async { try? await channel.close() }
@@ -67,5 +101,21 @@ struct EchoSet: Sendable {
 
     func close() async {
         for socket in [audio, audioRTCP, video, videoRTCP] { await socket.close() }
+    }
+
+    /// Switches the sockets of each SRTP stream to decrypt-and-re-encrypt.
+    func rekey(audio audioKeys: (receive: [UInt8], send: [UInt8])?, video videoKeys: (receive: [UInt8], send: [UInt8])?) throws {
+        if let audioKeys {
+            for socket in [audio, audioRTCP] {
+                let rekey = try EchoRekey(receiveKey: audioKeys.receive, sendKey: audioKeys.send)
+                socket.handler.rekey.withLock { $0 = rekey }
+            }
+        }
+        if let videoKeys {
+            for socket in [video, videoRTCP] {
+                let rekey = try EchoRekey(receiveKey: videoKeys.receive, sendKey: videoKeys.send)
+                socket.handler.rekey.withLock { $0 = rekey }
+            }
+        }
     }
 }

@@ -54,6 +54,12 @@ import Testing
 
         try daemon.button("press")
         try await daemon.waitForPhase("inCall")
+        // The centrale re-encrypts what it echoes with its own key: SRTP both ways, decoded.
+        try await daemon.waitFor("decoded media on the incoming call", timeout: .seconds(15)) {
+            guard let media = try daemon.status().media else { return false }
+            return media.videoFramesDecoded >= 10 && media.audioPacketsReceived >= 25
+        }
+        #expect(try daemon.status().media?.authenticationFailures == 0)
         try daemon.button("long")
         try await daemon.waitFor("the call to end", timeout: .seconds(10)) {
             try daemon.status().call.phase != "inCall"
