@@ -15,7 +15,8 @@ struct BeeldzorgCtl: AsyncParsableCommand {
             not running; 4 no permission to use the control socket; 64 wrong usage.
             """,
         version: BeeldzorgCtl.version,
-        subcommands: [StatusCommand.self, CallsCommand.self, ContactsCommand.self, PressCommand.self, DemoCommand.self]
+        subcommands: [StatusCommand.self, CallsCommand.self, ContactsCommand.self, PressCommand.self, DemoCommand.self,
+                      DoctorCommand.self, TestCommand.self, LogsCommand.self, FactoryResetCommand.self]
     )
 
     static let version = "0.1.0"

@@ -1,0 +1,205 @@
+import ArgumentParser
+import BeeldzorgConfig
+import Foundation
+
+/// `beeldzorgctl factory-reset`: wipes everything personal so the tablet can go to a new
+/// client; the image and the configuration templates stay.
+struct FactoryResetCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "factory-reset",
+        abstract: "Erase the client's data (database, credentials, logs) for a new client.",
+        discussion: """
+            Stops beeldzorgd (when systemd runs it), then deletes: the database with its \
+            -wal/-shm/-journal files and any moved-aside `.corrupt-*` copies, everything else \
+            in /var/lib/beeldzorg, /etc/beeldzorg/credentials/* (SIP password, provisioning \
+            token) and the configured password file, and the journal's log files. The \
+            configuration and the image stay. Asks you to type "wissen" (or "reset") first; \
+            without a terminal it refuses unless --yes is given. Start beeldzorgd again (or \
+            provision the tablet) afterwards.
+
+            Exit status: 0 everything was wiped; 1 something could not be removed (listed); \
+            2 not confirmed; 64 wrong usage.
+            """
+    )
+
+    @Flag(name: .long, help: "Do not ask; erase at once (for scripts).")
+    var yes = false
+
+    @Option(name: .long, help: ArgumentHelp("Work on the tree under this directory instead of / (for tests and image builds); systemd and the journal are then left alone.", valueName: "dir"))
+    var root: String = "/"
+
+    @Option(name: .long, help: "The daemon's configuration file, inside --root (for the database and password file paths).")
+    var config: String = Configuration.defaultPath
+
+    @Flag(name: .long, help: "Print machine-readable JSON instead of text.")
+    var json = false
+
+    static let stateDirectory = "/var/lib/beeldzorg"
+    static let credentialsDirectory = "/etc/beeldzorg/credentials"
+
+    struct Step: Encodable {
+        var action: String
+        var ok: Bool
+        var detail: String?
+    }
+
+    struct Answer: Encodable {
+        var ok: Bool
+        var removed: [String]
+        var failed: [Step]
+        var steps: [Step]
+    }
+
+    var isRealRoot: Bool { URL(fileURLWithPath: root).standardizedFileURL.path == "/" }
+
+    func inRoot(_ path: String) -> String {
+        isRealRoot ? path : URL(fileURLWithPath: root).appendingPathComponent(path).standardizedFileURL.path
+    }
+
+    func run() throws {
+        if !yes {
+            guard isatty(STDIN_FILENO) != 0 else {
+                report("refusing: there is no terminal to confirm on; add --yes to erase without asking")
+                throw TechnicianExit.notConfirmed
+            }
+            print("""
+                This erases ALL of the client's data on this tablet: call history, contacts, \
+                credentials and logs\(isRealRoot ? "" : " (under \(root))"). It cannot be undone.
+                Type "wissen" (or "reset") to continue: 
+                """, terminator: "")
+            let answer = readLine()?.trimmingCharacters(in: .whitespaces).lowercased()
+            guard answer == "wissen" || answer == "reset" else {
+                report("not confirmed; nothing was erased")
+                throw TechnicianExit.notConfirmed
+            }
+        }
+
+        var steps: [Step] = []
+        var removed: [String] = []
+        if isRealRoot {
+            steps.append(Self.runTolerated(["systemctl", "stop", "beeldzorgd"], action: "stop beeldzorgd"))
+        } else {
+            steps.append(Step(action: "stop beeldzorgd", ok: true, detail: "skipped (--root)"))
+        }
+
+        for target in targets() {
+            let outcome = wipe(target)
+            removed += outcome.removed
+            steps += outcome.failed
+        }
+
+        if isRealRoot {
+            steps.append(Self.runTolerated(["journalctl", "--rotate"], action: "rotate the journal"))
+            steps.append(Self.runTolerated(["journalctl", "--vacuum-time=1s"], action: "remove the journal's log files"))
+        } else {
+            steps.append(Step(action: "remove the journal's log files", ok: true, detail: "skipped (--root)"))
+        }
+
+        let failed = steps.filter { !$0.ok }
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+            let data = try encoder.encode(Answer(ok: failed.isEmpty, removed: removed, failed: failed, steps: steps))
+            print(String(decoding: data, as: UTF8.self))
+        } else {
+            for path in removed { print("removed \(path)") }
+            if removed.isEmpty { print("no personal files found") }
+            for step in steps where step.detail != nil || !step.ok {
+                print("\(mark(step.ok)) \(step.action)\(step.detail.map { ": \($0)" } ?? "")")
+            }
+            print(failed.isEmpty
+                ? Terminal.good("Factory reset done: \(removed.count) files removed.")
+                : Terminal.bad("Factory reset incomplete: \(failed.count) step(s) failed (see above)."))
+        }
+        if !failed.isEmpty { throw ExitStatus.problem }
+    }
+
+    enum Target {
+        /// Everything inside the directory; the directory itself stays (systemd owns it).
+        case contents(of: String)
+        /// A database file with its companions and moved-aside copies.
+        case database(String)
+        case file(String)
+    }
+
+    /// What a factory reset deletes, as absolute paths inside `--root`.
+    func targets() -> [Target] {
+        var targets: [Target] = [.contents(of: inRoot(Self.stateDirectory)), .contents(of: inRoot(Self.credentialsDirectory))]
+        if let configuration = try? Configuration.load(path: inRoot(config)) {
+            targets.append(.database(inRoot(configuration.databasePath)))
+            if let password = configuration.account.passwordFile { targets.append(.file(inRoot(password))) }
+        } else {
+            targets.append(.database(inRoot(DatabaseOptions.defaultPath)))
+        }
+        return targets
+    }
+
+    func wipe(_ target: Target) -> (removed: [String], failed: [Step]) {
+        let fm = FileManager.default
+        var paths: [String] = []
+        switch target {
+        case .contents(let directory):
+            let entries = (try? fm.contentsOfDirectory(atPath: directory)) ?? []
+            paths = entries.sorted().map { "\(directory)/\($0)" }
+        case .database(let file):
+            let directory = (file as NSString).deletingLastPathComponent
+            let name = (file as NSString).lastPathComponent
+            let entries = (try? fm.contentsOfDirectory(atPath: directory)) ?? []
+            let companions = Set([name, name + "-wal", name + "-shm", name + "-journal"])
+            paths = entries.filter { companions.contains($0) || $0.hasPrefix(name + ".corrupt-") }.sorted().map { "\(directory)/\($0)" }
+        case .file(let file):
+            var st = stat()
+            if lstat(file, &st) == 0 { paths = [file] }
+        }
+        var removed: [String] = []
+        var failed: [Step] = []
+        for path in paths {
+            do {
+                try fm.removeItem(atPath: path)
+                removed.append(path)
+            } catch {
+                failed.append(Step(action: "remove \(path)", ok: false, detail: (error as NSError).localizedDescription))
+            }
+        }
+        return (removed, failed)
+    }
+
+    /// Runs a system tool; a tool or unit that is absent is not a failure (a tablet without
+    /// systemd, a journal that keeps nothing), anything else that fails is.
+    static func runTolerated(_ command: [String], action: String) -> Step {
+        guard let executable = LogsCommand.findExecutable(command[0]) else {
+            return Step(action: action, ok: true, detail: "skipped: \(command[0]) is not installed")
+        }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = Array(command.dropFirst())
+        let errors = Pipe()
+        process.standardError = errors
+        process.standardOutput = FileHandle.nullDevice
+        do {
+            try process.run()
+        } catch {
+            return Step(action: action, ok: false, detail: "\(error)")
+        }
+        let message = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        process.waitUntilExit()
+        if process.terminationStatus == 0 { return Step(action: action, ok: true, detail: nil) }
+        // systemctl: 5 = unit not loaded; "System has not been booted with systemd" = no systemd.
+        let absent = message.contains("not loaded") || message.contains("not found") || message.contains("not been booted with systemd")
+            || message.contains("Failed to connect to bus")
+        return Step(action: action, ok: absent, detail: absent ? "skipped: \(message)" : message)
+    }
+
+    private func report(_ message: String) {
+        if json {
+            let object: [String: Any] = ["ok": false, "error": ["code": "not-confirmed", "message": message]]
+            if let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) {
+                print(String(decoding: data, as: UTF8.self))
+            }
+        } else {
+            var standardError = FileHandle.standardError
+            print("beeldzorgctl: \(message)", to: &standardError)
+        }
+    }
+}
