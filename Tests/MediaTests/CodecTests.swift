@@ -22,6 +22,8 @@ import Testing
         // A different tone must not pass the same check: the measurement can fail.
         let other = Signal.tone(frequency: 700, count: 48_000)
         #expect(Signal.goertzelShare(other, sampleRate: 48_000, frequency: 1_000) < 0.1)
+        #expect(Signal.dominantFrequency(Array(output.dropFirst(4_800).prefix(12_000)), sampleRate: 48_000) == 1_000)
+        #expect(Signal.dominantFrequency(Array(other.prefix(12_000)), sampleRate: 48_000) == 700)
     }
 
     @Test func lostPacketIsRecoveredFromFECOrConcealed() throws {

@@ -40,6 +40,27 @@ enum Signal {
         return 2 * power / (Double(n) * energy)
     }
 
+    /// The frequency in `range` (stepped by `step`) with the most power, by Goertzel at each
+    /// candidate. A spectral peak, unlike a zero-crossing count, shrugs off a few concealed
+    /// frames on a loaded machine.
+    static func dominantFrequency(_ samples: [Int16], sampleRate: Int, range: ClosedRange<Double> = 100...4_000,
+                                  step: Double = 5) -> Double {
+        let values = samples.map(Double.init)
+        var best = (frequency: 0.0, power: -1.0)
+        for frequency in stride(from: range.lowerBound, through: range.upperBound, by: step) {
+            let coefficient = 2 * cos(2 * Double.pi * frequency / Double(sampleRate))
+            var s1 = 0.0, s2 = 0.0
+            for x in values {
+                let s0 = x + coefficient * s1 - s2
+                s2 = s1
+                s1 = s0
+            }
+            let power = s1 * s1 + s2 * s2 - coefficient * s1 * s2
+            if power > best.power { best = (frequency, power) }
+        }
+        return best.frequency
+    }
+
     static func rms(_ samples: [Int16]) -> Double {
         guard !samples.isEmpty else { return 0 }
         return sqrt(samples.reduce(0.0) { $0 + Double($1) * Double($1) } / Double(samples.count))
