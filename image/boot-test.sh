@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# Boots the test image (image/build.sh makes it) under QEMU with software emulation and
+# checks, from the guest's serial console, that the tablet works end to end:
+#   power-on -> beeldzorgd READY=1 -> a button press (virtio keyboard, `sendkey ret` on the
+#   monitor) -> a call answered by the demo centrale with SRTP media both ways ->
+#   `beeldzorgctl doctor --json` -> a long press hangs up -> clean power-off.
+#
+#   image/boot-test.sh [TEST-IMAGE]        default image/out/beeldzorg-test.img
+#
+# The image itself is not changed: a sparse copy gets the test configuration on its ESP
+# (image/test/provision/, where an installer puts a tablet's provisioning files). The guest
+# sits on a tap in a network namespace this script creates and deletes (10.88.0.0/24, no
+# route anywhere else). Exit status 0 only if every step passed. The serial log is kept in
+# image/out/boot-test-serial.log (BZ_OUT overrides image/out).
+# Environment: BZ_TIMEOUT (seconds for the whole boot, default 480), BZ_QEMU_MEM (MiB, 1536).
+set -euo pipefail
+
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+out="${BZ_OUT:-$repo/image/out}"
+image="${1:-$out/beeldzorg-test.img}"
+timeout_s="${BZ_TIMEOUT:-480}"
+mem="${BZ_QEMU_MEM:-1536}"
+ovmf_code=/usr/share/OVMF/OVMF_CODE_4M.fd
+ovmf_vars=/usr/share/OVMF/OVMF_VARS_4M.fd
+
+missing=()
+for pair in qemu-system-x86_64:qemu-system-x86 mcopy:mtools sfdisk:fdisk ip:iproute2 python3:python3 timeout:coreutils; do
+    command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
+done
+[ -f "$ovmf_code" ] || missing+=(ovmf)
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "boot-test: missing host packages: ${missing[*]}" >&2; exit 2
+fi
+[ "$(id -u)" -eq 0 ] || { echo "boot-test: needs root (network namespace, tap)" >&2; exit 2; }
+[ -f "$image" ] || { echo "boot-test: no image at $image (run image/build.sh)" >&2; exit 2; }
+
+tmp="$(mktemp -d /tmp/bz-boot-test.XXXXXX)"
+ns="bztest-$$"
+tap=bztap0
+serial="$tmp/serial.log"
+monitor="$tmp/monitor.sock"
+qemu_pid=""
+
+cleanup() {
+    if [ -n "$qemu_pid" ] && kill -0 "$qemu_pid" 2>/dev/null; then
+        kill "$qemu_pid" 2>/dev/null || true
+        wait "$qemu_pid" 2>/dev/null || true
+    fi
+    ip netns del "$ns" 2>/dev/null || true
+    mkdir -p "$out"
+    [ -f "$serial" ] && cp "$serial" "$out/boot-test-serial.log"
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# The disk: a sparse copy with the test configuration on its ESP (partition 1), written with
+# mtools at the partition's byte offset: no mount, no loop device.
+cp --sparse=always "$image" "$tmp/disk.img"
+esp_start=$(sfdisk -d "$tmp/disk.img" | sed -n 's/^[^ ]*1 : start= *\([0-9]*\),.*/\1/p')
+[ -n "$esp_start" ] || { echo "boot-test: no partition 1 in $image" >&2; exit 2; }
+esp="$tmp/disk.img@@$(( esp_start * 512 ))"
+for f in "$repo"/image/test/provision/*; do
+    mcopy -o -i "$esp" "$f" "::/beeldzorg/provision/$(basename "$f")"
+done
+cp "$ovmf_vars" "$tmp/OVMF_VARS.fd"
+
+# The test network: a namespace holding the guest's tap (host side 10.88.0.1/24), no routes.
+ip netns add "$ns"
+ip -n "$ns" link set lo up
+ip -n "$ns" tuntap add dev "$tap" mode tap
+ip -n "$ns" addr add 10.88.0.1/24 dev "$tap"
+ip -n "$ns" link set "$tap" up
+
+now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+start_ms=$(now_ms)
+ip netns exec "$ns" timeout --kill-after=10 "$timeout_s" \
+    qemu-system-x86_64 -machine q35 -accel tcg,thread=multi -cpu max -smp 2 -m "$mem" \
+    -nodefaults -no-user-config -display none \
+    -drive if=pflash,format=raw,unit=0,readonly=on,file="$ovmf_code" \
+    -drive if=pflash,format=raw,unit=1,file="$tmp/OVMF_VARS.fd" \
+    -drive if=none,id=disk0,format=raw,file="$tmp/disk.img",cache=unsafe \
+    -device virtio-blk-pci,drive=disk0 \
+    -device virtio-keyboard-pci \
+    -device virtio-rng-pci \
+    -netdev tap,id=net0,ifname="$tap",script=no,downscript=no \
+    -device virtio-net-pci,netdev=net0 \
+    -serial file:"$serial" \
+    -monitor unix:"$monitor",server=on,wait=off &
+qemu_pid=$!
+echo "boot-test: qemu pid $qemu_pid, namespace $ns, timeout ${timeout_s}s, serial $serial"
+
+monitor_cmd() {
+    python3 - "$monitor" "$1" <<'EOF'
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+s.settimeout(2)
+try:
+    s.recv(4096)  # the "QEMU ... monitor" banner
+except socket.timeout:
+    pass
+s.sendall((sys.argv[2] + "\n").encode())
+time.sleep(0.3)
+s.close()
+EOF
+}
+
+seen=0
+ready_ms=""
+result=""
+presses=0
+declare -A marks=()
+# Reads new BZTEST lines from the serial log, prints them, answers *-NOW with key presses.
+handle_markers() {
+    local lines n line word
+    [ -f "$serial" ] || return 0
+    mapfile -t lines < <(tr -d '\r' < "$serial" | grep -a -o 'BZTEST .*' || true)
+    n=${#lines[@]}
+    while [ "$seen" -lt "$n" ]; do
+        line="${lines[$seen]}"
+        seen=$((seen + 1))
+        echo "  $line"
+        word="$(echo "$line" | cut -d' ' -f2)"
+        marks[$word]="$line"
+        case "$word" in
+            READY) [ -n "$ready_ms" ] || ready_ms=$(( $(now_ms) - start_ms )) ;;
+            PRESS-NOW) monitor_cmd "sendkey ret"; presses=$((presses + 1)); echo "  (host: sendkey ret)" ;;
+            LONGPRESS-NOW) monitor_cmd "sendkey ret 2500"; presses=$((presses + 1)); echo "  (host: sendkey ret, held 2.5 s)" ;;
+            RESULT) result="${line#BZTEST RESULT }" ;;
+        esac
+    done
+}
+
+while kill -0 "$qemu_pid" 2>/dev/null; do
+    handle_markers
+    sleep 0.2
+done
+qemu_rc=0
+wait "$qemu_pid" || qemu_rc=$?
+qemu_pid=""
+handle_markers
+total_ms=$(( $(now_ms) - start_ms ))
+
+echo
+echo "boot-test: qemu exited with $qemu_rc after $((total_ms / 1000)).$(printf %03d $((total_ms % 1000))) s"
+status=0
+if [ -n "$ready_ms" ]; then
+    echo "boot-test: power-on -> READY=1: $((ready_ms / 1000)).$(printf %03d $((ready_ms % 1000))) s (host clock, QEMU start to the READY marker; the guest's own clock, kernel start -> READY=1: ${marks[READY]#BZTEST READY } s)"
+else
+    echo "boot-test: FAIL: beeldzorgd never reported READY=1"; status=1
+fi
+[ -n "${marks[INCALL]:-}" ] && echo "boot-test: button press -> in call: ${marks[INCALL]#BZTEST INCALL } s (guest clock)"
+case "$result" in
+    PASS) echo "boot-test: guest result PASS" ;;
+    "") echo "boot-test: FAIL: no result from the guest (see $out/boot-test-serial.log)"; status=1 ;;
+    *) echo "boot-test: FAIL: guest result $result"; status=1 ;;
+esac
+case "$qemu_rc" in
+    0) echo "boot-test: guest powered off cleanly" ;;
+    124|137) echo "boot-test: FAIL: timed out after ${timeout_s}s"; status=1 ;;
+    *) echo "boot-test: FAIL: qemu exit status $qemu_rc"; status=1 ;;
+esac
+exit "$status"
