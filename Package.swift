@@ -24,6 +24,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
     ],
     targets: [
         // MARK: C libraries at the edge (pkg-config names from Debian's -dev packages)
@@ -118,6 +119,18 @@ let package = Package(
         ),
         // Crash-safety victim and durability benchmark for Store (StoreTests runs it).
         .executableTarget(name: "store-crash-writer", dependencies: ["Store"], swiftSettings: strict),
+        .target(
+            name: "Provisioning",
+            dependencies: [
+                "Store",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
         // Prints codec, CPU and latency figures for media (issue 4); not a test.
         .executableTarget(name: "media-benchmark", dependencies: ["Media", "Devices"], path: "Sources/MediaBenchmark", swiftSettings: strict),
 
@@ -127,6 +140,7 @@ let package = Package(
         .testTarget(name: "DevicesTests", dependencies: ["Devices"], swiftSettings: strict),
         .testTarget(name: "MediaTests", dependencies: ["Media", "Devices"], swiftSettings: strict),
         .testTarget(name: "StoreTests", dependencies: ["Store"], swiftSettings: strict),
+        .testTarget(name: "ProvisioningTests", dependencies: ["Provisioning", "Store"], swiftSettings: strict),
         .testTarget(name: "BeeldzorgConfigTests", dependencies: ["BeeldzorgConfig"], swiftSettings: strict),
         .testTarget(name: "ControlTests", dependencies: ["Control"], swiftSettings: strict),
         .testTarget(name: "DaemonTests", dependencies: ["Daemon"], swiftSettings: strict),

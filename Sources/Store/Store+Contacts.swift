@@ -49,6 +49,12 @@ extension BeeldzorgStore {
         }
     }
 
+    /// Checks a contact list the way ``replaceContacts(_:)`` would (ids, names, SIP
+    /// addresses unique after normalisation, auto-answer range) without writing anything.
+    public static func validate(_ contacts: [Contact]) throws {
+        _ = try validated(contacts)
+    }
+
     // MARK: - Internals
 
     /// Checks what the schema would reject, with reasons a provisioning report can show.

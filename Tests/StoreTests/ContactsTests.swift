@@ -75,3 +75,44 @@ struct ContactsTests {
         }
     }
 }
+
+@Suite("Provisioning apply")
+struct ProvisioningApplyTests {
+    @Test func appliesAllOrNothing() throws {
+        let store = try BeeldzorgStore.inMemory()
+        try store.setSetting("local", to: "kept")
+        let first = [contact("a", "Anna", "sip:anna@h", order: 1)]
+        try store.applyProvisioning(contacts: first, settings: ["volume": "7", "lang": "nl"], etag: "\"1\"", at: t(0))
+        #expect(try store.contacts() == first)
+        #expect(try store.provisionedSettings() == ["volume": "7", "lang": "nl"])
+        #expect(try store.provisioningState() == ProvisioningState(etag: "\"1\"", appliedAt: t(0), lastAttemptAt: nil, lastResult: nil))
+
+        // A bad second document changes nothing at all.
+        let bad = [contact("b", "Bert", "sip:bert@h", order: 1), contact("c", "Cor", "sip:BERT@H", order: 2).with(uri: "sips:bert@h")]
+        #expect(throws: StoreError.self) {
+            try store.applyProvisioning(contacts: bad, settings: ["volume": "9"], etag: "\"2\"", at: t(10))
+        }
+        #expect(try store.contacts() == first)
+        #expect(try store.provisionedSettings() == ["volume": "7", "lang": "nl"])
+        #expect(try store.provisioningState().etag == "\"1\"")
+
+        // A good one replaces contacts and every provisioned setting, not local ones.
+        try store.applyProvisioning(contacts: [], settings: ["volume": "9"], etag: nil, at: t(20))
+        #expect(try store.contacts().isEmpty)
+        #expect(try store.provisionedSettings() == ["volume": "9"])
+        #expect(try store.setting("local") == "kept")
+        #expect(try store.provisioningState().etag == nil)
+
+        try store.recordProvisioningAttempt(result: "not modified", at: t(30))
+        #expect(try store.provisioningState().lastAttemptAt == t(30))
+        #expect(try store.provisioningState().lastResult == "not modified")
+    }
+}
+
+extension Contact {
+    fileprivate func with(uri: String) -> Contact {
+        var copy = self
+        copy.sipURI = uri
+        return copy
+    }
+}

@@ -1,0 +1,211 @@
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Runs `openssl` with `arguments` in `directory`; throws on a non-zero exit.
+func openssl(_ arguments: [String], in directory: String) throws {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+    process.arguments = arguments
+    process.currentDirectoryURL = URL(fileURLWithPath: directory)
+    process.standardOutput = FileHandle.nullDevice
+    let errors = Pipe()
+    process.standardError = errors
+    try process.run()
+    process.waitUntilExit()
+    guard process.terminationStatus == 0 else {
+        let message = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        throw TestServer.Failure("openssl \(arguments.first ?? ""): \(message)")
+    }
+}
+
+/// A throwaway PKI: the CA the tablet pins, a server certificate for 127.0.0.1 signed by
+/// it, and an unrelated CA (for the wrong-certificate test).
+struct TestPKI {
+    let directory: String
+    var caFile: String { directory + "/ca.pem" }
+    var otherCAFile: String { directory + "/other-ca.pem" }
+    var serverCertFile: String { directory + "/server.pem" }
+    var serverKeyFile: String { directory + "/server.key" }
+
+    init(directory: String) throws {
+        self.directory = directory
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+        for name in ["ca", "other-ca"] {
+            try openssl(
+                ["req", "-x509"] + ec + [
+                    "-keyout", "\(name).key", "-out", "\(name).pem", "-days", "2",
+                    "-subj", "/CN=Beeldzorg test \(name)",
+                    "-addext", "basicConstraints=critical,CA:TRUE",
+                    "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+                ], in: directory)
+        }
+        try openssl(
+            ["req", "-new"] + ec + ["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"],
+            in: directory)
+        try "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n"
+            .write(toFile: directory + "/server.ext", atomically: true, encoding: .utf8)
+        try openssl(
+            [
+                "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+                "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "server.ext",
+            ], in: directory)
+    }
+}
+
+/// Python's http.server with ssl on 127.0.0.1, started for one test and stopped by PID.
+/// It serves `doc.json` from its directory (re-read on every request) at /doc with a
+/// content-derived ETag and 304 on a matching If-None-Match; other paths misbehave on
+/// purpose (see `script`).
+final class TestServer {
+    struct Failure: Error, CustomStringConvertible {
+        var description: String
+        init(_ description: String) { self.description = description }
+    }
+
+    static let token = "test-token-1234"
+
+    let directory: String
+    let pki: TestPKI
+    let port: Int
+    private let process: Process
+
+    init() throws {
+        directory = NSTemporaryDirectory() + "beeldzorg-prov-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        pki = try TestPKI(directory: directory)
+        try Self.script.write(toFile: directory + "/server.py", atomically: true, encoding: .utf8)
+
+        process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        process.arguments = ["-u", directory + "/server.py", directory, Self.token]
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        // The server prints "PORT <n>" once it listens.
+        var line = Data()
+        while !line.contains(UInt8(ascii: "\n")) {
+            let chunk = out.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            line.append(chunk)
+        }
+        let text = String(decoding: line, as: UTF8.self)
+        guard text.hasPrefix("PORT "),
+            let port = Int(text.dropFirst(5).trimmingCharacters(in: .whitespacesAndNewlines))
+        else {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            throw Failure("test server did not start: \(text)")
+        }
+        self.port = port
+    }
+
+    func url(_ path: String) -> String { "https://127.0.0.1:\(port)\(path)" }
+
+    func serve(_ document: String) throws {
+        try document.write(toFile: directory + "/doc.json", atomically: true, encoding: .utf8)
+    }
+
+    func stop() {
+        if process.isRunning {
+            // SIGKILL, not SIGTERM: the child inherits the signal mask of the test runner's
+            // thread that spawned it, where SIGTERM can be blocked, and then never exits.
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    deinit { stop() }
+
+    static let script = #"""
+        import hashlib, http.server, os, ssl, sys, time
+
+        directory, token = sys.argv[1], sys.argv[2]
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def send(self, status, body=b"", headers=()):
+                self.send_response(status)
+                for name, value in headers:
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.wfile.write(body)
+                self.close_connection = True
+
+            def do_GET(self):
+                if self.headers.get("Authorization") != "Bearer " + token:
+                    return self.send(401, b"{}")
+                path = self.path
+                if path == "/doc":
+                    with open(os.path.join(directory, "doc.json"), "rb") as f:
+                        body = f.read()
+                    etag = '"' + hashlib.sha256(body).hexdigest()[:16] + '"'
+                    if self.headers.get("If-None-Match") == etag:
+                        self.send_response(304)
+                        self.send_header("ETag", etag)
+                        self.send_header("Connection", "close")
+                        self.end_headers()
+                        self.close_connection = True
+                        return
+                    return self.send(200, body, [("ETag", etag), ("Content-Type", "application/json")])
+                if path == "/status500":
+                    return self.send(500, b"oops")
+                if path == "/truncated":
+                    self.send_response(200)
+                    self.send_header("Content-Length", "1000")
+                    self.end_headers()
+                    self.wfile.write(b'{"schemaVersion": 1, "contacts": [')
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return
+                if path == "/oversized":
+                    return self.send(200, b" " * (2 * 1024 * 1024) + b"{}")
+                if path == "/oversized-stream":
+                    # No Content-Length: the body ends when the connection closes.
+                    self.send_response(200)
+                    self.send_header("Connection", "close")
+                    self.end_headers()
+                    for _ in range(64):
+                        self.wfile.write(b" " * 32768)
+                    self.close_connection = True
+                    return
+                if path == "/slow":
+                    time.sleep(5)
+                    return self.send(200, b"{}")
+                if path == "/slow-body":
+                    self.send_response(200)
+                    self.send_header("Content-Length", "100")
+                    self.end_headers()
+                    for _ in range(100):
+                        self.wfile.write(b" ")
+                        self.wfile.flush()
+                        time.sleep(0.1)
+                    self.close_connection = True
+                    return
+                self.send(404)
+
+        class Server(http.server.ThreadingHTTPServer):
+            daemon_threads = True
+
+            def handle_error(self, request, client_address):
+                pass  # a client that gives up mid-answer is part of the tests
+
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(os.path.join(directory, "server.pem"), os.path.join(directory, "server.key"))
+        server = Server(("127.0.0.1", 0), Handler)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+        print("PORT", server.server_address[1], flush=True)
+        server.serve_forever()
+        """#
+}
