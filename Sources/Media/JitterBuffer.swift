@@ -12,11 +12,19 @@ public enum JitterBufferOutput: Sendable, Equatable {
     case silence
 }
 
+/// Adaptive in the simplest way that keeps the delay low: it starts at `minimumFrames`
+/// (40 ms), grows by one frame after each underrun up to `ceilingFrames` (60 ms), and
+/// shrinks by one again after `calmPops` ticks (10 s) without an underrun.
 public struct AudioJitterBuffer: Sendable {
-    /// Frames held before playout starts (and after an underrun): 2 × 20 ms.
-    public let targetFrames: Int
+    /// Frames held before playout starts (and after an underrun); adapts.
+    public private(set) var targetFrames: Int
+    public let minimumFrames: Int
+    public let ceilingFrames: Int
     /// Above this the buffer drops the oldest frames to get back to the target delay.
     public let maximumFrames: Int
+    public let calmPops: Int
+    public private(set) var underruns = 0
+    private var popsSinceUnderrun = 0
     private var packets: [UInt16: [UInt8]] = [:]
     private var nextSequence: UInt16?
     private var playing = false
@@ -24,15 +32,18 @@ public struct AudioJitterBuffer: Sendable {
     public private(set) var droppedForDelay = 0
     private var consecutiveLate = 0
 
-    public init(targetFrames: Int = 2, maximumFrames: Int = 8) {
-        self.targetFrames = max(1, targetFrames)
-        self.maximumFrames = max(targetFrames + 1, maximumFrames)
+    public init(targetFrames: Int = 2, ceilingFrames: Int = 3, maximumFrames: Int = 8, calmPops: Int = 500) {
+        self.minimumFrames = max(1, targetFrames)
+        self.targetFrames = minimumFrames
+        self.ceilingFrames = max(minimumFrames, ceilingFrames)
+        self.maximumFrames = max(self.ceilingFrames + 1, maximumFrames)
+        self.calmPops = max(1, calmPops)
     }
 
     public var count: Int { packets.count }
 
     public mutating func insert(sequence: UInt16, payload: [UInt8]) {
-        if let nextSequence, playing, !isNewer(sequence, than: nextSequence), sequence != nextSequence {
+        if let nextSequence, !isNewer(sequence, than: nextSequence), sequence != nextSequence {
             latePackets += 1
             consecutiveLate += 1
             guard consecutiveLate > maximumFrames else { return }
@@ -56,6 +67,10 @@ public struct AudioJitterBuffer: Sendable {
 
     public mutating func pop() -> JitterBufferOutput {
         if !playing {
+            if let expected = nextSequence {
+                // Anything older than what we were waiting for is too late to play.
+                for key in packets.keys where isNewer(expected, than: key) { packets[key] = nil }
+            }
             guard packets.count >= targetFrames else { return .silence }
             playing = true
             if nextSequence == nil || packets[nextSequence!] == nil {
@@ -64,10 +79,18 @@ public struct AudioJitterBuffer: Sendable {
         }
         guard let sequence = nextSequence else { return .silence }
         if packets.isEmpty {
-            // Underrun: conceal this tick, then refill before playing again.
+            // Underrun: conceal this tick, then refill (to a deeper target) before playing
+            // again, from the packet we were waiting for if it turns up.
             playing = false
-            nextSequence = sequence &+ 1
+            underruns += 1
+            popsSinceUnderrun = 0
+            targetFrames = min(ceilingFrames, targetFrames + 1)
             return .missing(next: nil)
+        }
+        popsSinceUnderrun += 1
+        if popsSinceUnderrun >= calmPops, targetFrames > minimumFrames {
+            popsSinceUnderrun = 0
+            targetFrames -= 1
         }
         if let oldest = packets.keys.min(by: { isNewer($1, than: $0) }), oldest &- sequence > UInt16(maximumFrames),
            isNewer(oldest, than: sequence) {

@@ -106,6 +106,8 @@ public struct MediaStreamStatistics: Sendable, Equatable {
     public var packetsLost = 0
     /// Audio frames rebuilt from FEC or concealed; video frames dropped for loss.
     public var concealedFrames = 0
+    /// Audio: times the jitter buffer ran dry (each grows its target delay by 20 ms, ≤ 60 ms).
+    public var playoutUnderruns = 0
     public var keyframeRequestsSent = 0
     public var keyframeRequestsReceived = 0
     public var rtcpPacketsSent = 0

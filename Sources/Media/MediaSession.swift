@@ -117,6 +117,7 @@ public final class MediaSession: Sendable {
         var snapshot = counters.withLock { $0 }
         snapshot.audio.packetsLost = Int(audioReception.withLock { $0.statistics.cumulativeLost })
         snapshot.video.packetsLost = Int(videoReception.withLock { $0.statistics.cumulativeLost })
+        snapshot.audio.playoutUnderruns = jitterBuffer.withLock { $0.underruns }
         return snapshot
     }
 

@@ -24,17 +24,42 @@ import Testing
         #expect(buffer.pop() == .payload(Self.payload(1)))
     }
 
-    @Test func underrunConcealsThenRefills() {
-        var buffer = AudioJitterBuffer(targetFrames: 2)
+    @Test func underrunConcealsThenRefillsDeeper() {
+        var buffer = AudioJitterBuffer(targetFrames: 2, ceilingFrames: 3)
         buffer.insert(sequence: 1, payload: Self.payload(1))
         buffer.insert(sequence: 2, payload: Self.payload(2))
         #expect(buffer.pop() == .payload(Self.payload(1)))
         #expect(buffer.pop() == .payload(Self.payload(2)))
         #expect(buffer.pop() == .missing(next: nil))
+        #expect(buffer.targetFrames == 3 && buffer.underruns == 1)
         buffer.insert(sequence: 4, payload: Self.payload(4))
-        #expect(buffer.pop() == .silence)
         buffer.insert(sequence: 5, payload: Self.payload(5))
+        #expect(buffer.pop() == .silence)
+        buffer.insert(sequence: 6, payload: Self.payload(6))
         #expect(buffer.pop() == .payload(Self.payload(4)))
+    }
+
+    @Test func targetGrowsToTheCeilingAndShrinksWhenCalm() {
+        var buffer = AudioJitterBuffer(targetFrames: 2, ceilingFrames: 3, calmPops: 50)
+        var sequence: UInt16 = 0
+        // Three underruns: the target stops at the 60 ms ceiling.
+        for _ in 0..<3 {
+            while buffer.pop() == .silence {
+                buffer.insert(sequence: sequence, payload: Self.payload(sequence))
+                sequence &+= 1
+            }
+            while case .payload = buffer.pop() {}
+        }
+        #expect(buffer.underruns == 3)
+        #expect(buffer.targetFrames == 3)
+        // A steady stream for 50 ticks: back to 40 ms.
+        for _ in 0..<60 {
+            buffer.insert(sequence: sequence, payload: Self.payload(sequence))
+            sequence &+= 1
+            _ = buffer.pop()
+        }
+        #expect(buffer.targetFrames == 2)
+        #expect(buffer.underruns == 3)
     }
 
     @Test func latePacketsAreDroppedAndABurstIsTrimmed() {
