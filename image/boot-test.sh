@@ -74,14 +74,16 @@ ip -n "$ns" link set "$tap" up
 
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 start_ms=$(now_ms)
+# i8042=off: no PS/2 keyboard, so `sendkey` on the monitor reaches the one keyboard there is,
+# the virtio keyboard (with the PS/2 one present, QEMU delivered the key there, not to the button).
 ip netns exec "$ns" timeout --kill-after=10 "$timeout_s" \
-    qemu-system-x86_64 -machine q35 -accel tcg,thread=multi -cpu max -smp 2 -m "$mem" \
+    qemu-system-x86_64 -machine q35,i8042=off,vmport=off -accel tcg,thread=multi -cpu max -smp 2 -m "$mem" \
     -nodefaults -no-user-config -display none \
     -drive if=pflash,format=raw,unit=0,readonly=on,file="$ovmf_code" \
     -drive if=pflash,format=raw,unit=1,file="$tmp/OVMF_VARS.fd" \
     -drive if=none,id=disk0,format=raw,file="$tmp/disk.img",cache=unsafe \
     -device virtio-blk-pci,drive=disk0 \
-    -device virtio-keyboard-pci \
+    -device virtio-keyboard-pci,id=button \
     -device virtio-rng-pci \
     -netdev tap,id=net0,ifname="$tap",script=no,downscript=no \
     -device virtio-net-pci,netdev=net0 \
