@@ -75,16 +75,27 @@ public enum BeeldzorgDaemon {
         }
 
         let sink = controller.sink
-        let control = ControlServer(path: configuration.controlSocket, group: group, logger: Logger(label: "beeldzorgd.control")) { request, peer in
-            await withCheckedContinuation { continuation in
-                let result = sink.yield(.control(request, peer, { continuation.resume(returning: $0) }))
-                if case .terminated = result {
-                    continuation.resume(returning: .failure(ControlError(.unavailable, "beeldzorgd is shutting down")))
+        // Bound before READY=1, so `systemctl start … && beeldzorgctl status` finds it. A
+        // socket that cannot be bound costs the technician, never the client's button.
+        var control: ControlServer?
+        do {
+            control = try await ControlServer.bind(path: configuration.controlSocket, group: group,
+                                                   logger: Logger(label: "beeldzorgd.control")) { request, peer in
+                await withCheckedContinuation { continuation in
+                    let result = sink.yield(.control(request, peer, { continuation.resume(returning: $0) }))
+                    if case .terminated = result {
+                        continuation.resume(returning: .failure(ControlError(.unavailable, "beeldzorgd is shutting down")))
+                    }
                 }
             }
+        } catch {
+            logger.critical("control socket unavailable; running without it", metadata: [
+                "path": "\(configuration.controlSocket)", "error": "\(error)",
+            ])
         }
 
-        var services: [any Service] = [ControllerService(controller: controller), signalling, control]
+        var services: [any Service] = [ControllerService(controller: controller), signalling]
+        if let control { services.append(control) }
         services.append(ButtonService(source: devices.makeButton(), sink: sink, logger: Logger(label: "beeldzorgd.button")))
         if let interval = notifier.watchdogInterval {
             services.append(WatchdogService(interval: interval, sink: sink))

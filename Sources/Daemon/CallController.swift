@@ -211,9 +211,9 @@ actor CallController {
         StatusReport.Call(phase: status.phase.rawValue, peer: status.peerName, callbackPending: status.callbackPending)
     }
 
+    /// For systemd's STATUS= (readable by every local user): no names, no addresses.
     static func describe(_ status: CallFlowStatus) -> String {
         var text = status.phase.rawValue
-        if let peer = status.peerName { text += " with \(peer)" }
         if status.callbackPending { text += ", callback request queued" }
         if !status.networkUp { text += ", no network" }
         return text

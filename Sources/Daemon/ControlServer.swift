@@ -23,23 +23,24 @@ public struct ControlPeer: Sendable, CustomStringConvertible {
 /// sends can stop the daemon.
 public final class ControlServer: Service, Sendable {
     public typealias Handler = @Sendable (ControlRequest, ControlPeer?) async -> ControlResponse
+    private typealias Listener = NIOAsyncChannel<NIOAsyncChannel<ControlLine, ByteBuffer>, Never>
 
     private let path: String
-    private let group: any EventLoopGroup
+    private let server: Listener
     private let logger: Logger
     private let handler: Handler
-    private let technicianGroup: String
 
-    public init(path: String, group: any EventLoopGroup, technicianGroup: String = "beeldzorg-tech",
-                logger: Logger, handler: @escaping Handler) {
+    private init(path: String, server: Listener, logger: Logger, handler: @escaping Handler) {
         self.path = path
-        self.group = group
+        self.server = server
         self.logger = logger
         self.handler = handler
-        self.technicianGroup = technicianGroup
     }
 
-    public func run() async throws {
+    /// Binds the socket (mode 0660, the technicians' group) so it exists before the daemon
+    /// says READY=1; `run()` then serves it.
+    public static func bind(path: String, group: any EventLoopGroup, technicianGroup: String = "beeldzorg-tech",
+                            logger: Logger, handler: @escaping Handler) async throws -> ControlServer {
         try FileManager.default.createDirectory(
             atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
         let server = try await ServerBootstrap(group: group)
@@ -52,9 +53,12 @@ public final class ControlServer: Service, Sendable {
                     return try NIOAsyncChannel<ControlLine, ByteBuffer>(wrappingChannelSynchronously: channel)
                 }
             }
-        restrictSocketFile()
+        restrictSocketFile(path, group: technicianGroup, logger: logger)
         logger.info("control socket listening", metadata: ["path": "\(path)"])
+        return ControlServer(path: path, server: server, logger: logger, handler: handler)
+    }
 
+    public func run() async throws {
         try await withGracefulShutdownHandler {
             try await withThrowingDiscardingTaskGroup { tasks in
                 try await server.executeThenClose { connections in
@@ -64,13 +68,13 @@ public final class ControlServer: Service, Sendable {
                 }
             }
         } onGracefulShutdown: {
-            server.channel.close(promise: nil)
+            self.server.channel.close(promise: nil)
         }
         try? FileManager.default.removeItem(atPath: path)
     }
 
     /// 0660 and the technicians' group, so only root, the daemon and technicians can talk to it.
-    private func restrictSocketFile() {
+    private static func restrictSocketFile(_ path: String, group technicianGroup: String, logger: Logger) {
         chmod(path, 0o660)
         if let entry = getgrnam(technicianGroup) {
             if chown(path, getuid(), entry.pointee.gr_gid) != 0 {

@@ -46,11 +46,15 @@ struct WatchdogService: Service {
     let sink: AsyncStream<ControllerInput>.Continuation
 
     func run() async throws {
-        try await cancelWhenGracefulShutdown {
-            while !Task.isCancelled {
-                sink.yield(.watchdogTick)
-                try await Task.sleep(for: interval)
+        do {
+            try await cancelWhenGracefulShutdown {
+                while !Task.isCancelled {
+                    sink.yield(.watchdogTick)
+                    try await Task.sleep(for: interval)
+                }
             }
+        } catch is CancellationError {
+            // Shutting down: the watchdog stops with the daemon.
         }
     }
 }

@@ -21,8 +21,13 @@ public struct SystemdNotifier: Sendable {
         }
     }
 
-    public func ready(status: String) { send("READY=1\nSTATUS=\(status)") }
-    public func status(_ text: String) { send("STATUS=\(text)") }
+    public func ready(status: String) { send("READY=1\nSTATUS=\(Self.oneLine(status))") }
+    public func status(_ text: String) { send("STATUS=\(Self.oneLine(text))") }
+
+    /// A newline would start another field of the notification (READY=, MAINPID=, …).
+    static func oneLine(_ text: String) -> String {
+        String(text.map { $0.isNewline ? " " : $0 })
+    }
     public func watchdog() { send("WATCHDOG=1") }
     public func stopping() { send("STOPPING=1") }
 
