@@ -10,7 +10,7 @@ packages=(
     # spoken prompts, rendered at build time
     espeak-ng sox
     # real peers the tests run against
-    kamailio kamailio-tls-modules baresip-core sip-tester ffmpeg openssl python3
+    kamailio kamailio-tls-modules baresip-core sip-tester ffmpeg openssl python3 python3-jsonschema sqlite3
     # systemd-analyze, udevadm, systemd-hwdb for the unit and rule checks (scripts/check-units.sh)
     systemd udev
 )
