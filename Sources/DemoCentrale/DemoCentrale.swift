@@ -164,7 +164,7 @@ public actor DemoCentrale {
         }
         let echo: EchoSet
         do {
-            echo = try await EchoSet.bind(host: host, group: group, counter: counter)
+            echo = try await EchoSet.bind(host: host, group: group, counter: counter, awaitingKeys: secure)
         } catch {
             return .failed(status: nil, reason: "cannot bind media: \(error)")
         }
@@ -291,7 +291,7 @@ public actor DemoCentrale {
     }
 
     private static func unusedPort(host: String, group: any EventLoopGroup) async throws -> Int {
-        let socket = try await EchoSocket.bind(host: host, group: group, counter: EchoCounter())
+        let socket = try await EchoSocket.bind(host: host, group: group, counter: EchoCounter(), mode: .reflect)
         let port = socket.port
         await socket.close()
         return port

@@ -39,15 +39,31 @@ final class EchoHandler: ChannelInboundHandler, Sendable {
     typealias InboundIn = AddressedEnvelope<ByteBuffer>
     typealias OutboundOut = AddressedEnvelope<ByteBuffer>
 
-    let counter: EchoCounter
-    let rekey = Mutex<EchoRekey?>(nil)
+    enum Mode: Sendable {
+        /// Reflect as received (plain RTP, or SRTP whose answer reused the offerer's key).
+        case reflect
+        /// SRTP with separate keys, before the answer told us the tablet's: drop.
+        case awaitingKeys
+        case rekey(EchoRekey)
+    }
 
-    init(counter: EchoCounter) { self.counter = counter }
+    let counter: EchoCounter
+    let mode: Mutex<Mode>
+
+    init(counter: EchoCounter, mode: Mode) {
+        self.counter = counter
+        self.mode = Mutex(mode)
+    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let envelope = unwrapInboundIn(data)
         var payload = envelope.data
-        if let rekey = rekey.withLock({ $0 }) {
+        switch mode.withLock({ $0 }) {
+        case .reflect:
+            break
+        case .awaitingKeys:
+            return
+        case .rekey(let rekey):
             guard let bytes = rekey.reencrypt(Array(envelope.data.readableBytesView)) else { return }
             payload = ByteBuffer(bytes: bytes)
         }
@@ -67,8 +83,9 @@ struct EchoSocket: Sendable {
     let handler: EchoHandler
     var port: Int { channel.localAddress?.port ?? 0 }
 
-    static func bind(host: String, group: any EventLoopGroup, counter: EchoCounter) async throws -> EchoSocket {
-        let handler = EchoHandler(counter: counter)
+    static func bind(host: String, group: any EventLoopGroup, counter: EchoCounter,
+                     mode: EchoHandler.Mode) async throws -> EchoSocket {
+        let handler = EchoHandler(counter: counter, mode: mode)
         let channel = try await DatagramBootstrap(group: group)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -91,12 +108,15 @@ struct EchoSet: Sendable {
     var video: EchoSocket
     var videoRTCP: EchoSocket
 
-    static func bind(host: String, group: any EventLoopGroup, counter: EchoCounter) async throws -> EchoSet {
-        EchoSet(
-            audio: try await .bind(host: host, group: group, counter: counter),
-            audioRTCP: try await .bind(host: host, group: group, counter: counter),
-            video: try await .bind(host: host, group: group, counter: counter),
-            videoRTCP: try await .bind(host: host, group: group, counter: counter))
+    /// `awaitingKeys`: an SRTP call the centrale placed, whose echo must wait for `rekey`.
+    static func bind(host: String, group: any EventLoopGroup, counter: EchoCounter,
+                     awaitingKeys: Bool = false) async throws -> EchoSet {
+        let mode: EchoHandler.Mode = awaitingKeys ? .awaitingKeys : .reflect
+        return EchoSet(
+            audio: try await .bind(host: host, group: group, counter: counter, mode: mode),
+            audioRTCP: try await .bind(host: host, group: group, counter: counter, mode: mode),
+            video: try await .bind(host: host, group: group, counter: counter, mode: mode),
+            videoRTCP: try await .bind(host: host, group: group, counter: counter, mode: mode))
     }
 
     func close() async {
@@ -108,13 +128,13 @@ struct EchoSet: Sendable {
         if let audioKeys {
             for socket in [audio, audioRTCP] {
                 let rekey = try EchoRekey(receiveKey: audioKeys.receive, sendKey: audioKeys.send)
-                socket.handler.rekey.withLock { $0 = rekey }
+                socket.handler.mode.withLock { $0 = .rekey(rekey) }
             }
         }
         if let videoKeys {
             for socket in [video, videoRTCP] {
                 let rekey = try EchoRekey(receiveKey: videoKeys.receive, sendKey: videoKeys.send)
-                socket.handler.rekey.withLock { $0 = rekey }
+                socket.handler.mode.withLock { $0 = .rekey(rekey) }
             }
         }
     }
