@@ -35,10 +35,14 @@ func codecFigures() throws {
     let width = 640, height = 480, frames = 250
     let encoder = try VP8Encoder(width: width, height: height, framesPerSecond: 25, bitrate: 800_000)
     let decoder = try VP8Decoder()
-    var encodeTimes: [Duration] = [], decodeTimes: [Duration] = [], bytes = 0
+    var encodeTimes: [Duration] = [], decodeTimes: [Duration] = [], renderTimes: [Duration] = [], bytes = 0
     let clock = ContinuousClock()
     for number in 0..<frames {
-        let frame = TestPatternCamera.render(width: width, height: height, frameNumber: number, timestamp: .milliseconds(40 * number))
+        var rendered: VideoFrame? = nil
+        renderTimes.append(clock.measure {
+            rendered = TestPatternCamera.render(width: width, height: height, frameNumber: number, timestamp: .milliseconds(40 * number))
+        })
+        let frame = rendered!
         var encoded: [EncodedVideoFrame] = []
         encodeTimes.append(try clock.measure { encoded = try encoder.encode(frame) })
         for packet in encoded {
@@ -48,7 +52,8 @@ func codecFigures() throws {
     }
     print("VP8 640x480 @ 800 kbit/s, \(frames) frames: encode p50 \(ms(percentile(encodeTimes, 0.5))) p99 \(ms(percentile(encodeTimes, 0.99))); "
           + "decode p50 \(ms(percentile(decodeTimes, 0.5))) p99 \(ms(percentile(decodeTimes, 0.99))); "
-          + String(format: "%.0f kbit/s actual", Double(bytes * 8) / (Double(frames) / 25) / 1_000))
+          + String(format: "%.0f kbit/s actual", Double(bytes * 8) / (Double(frames) / 25) / 1_000)
+          + "; test-pattern render p50 \(ms(percentile(renderTimes, 0.5)))")
 
     let opusEncoder = try OpusFrameEncoder(bitrate: 32_000)
     let opusDecoder = try OpusFrameDecoder()
