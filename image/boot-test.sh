@@ -127,7 +127,9 @@ handle_markers() {
         marks[$word]="$line"
         case "$word" in
             READY) [ -n "$ready_ms" ] || ready_ms=$(( $(now_ms) - start_ms )) ;;
-            PRESS-NOW) monitor_cmd "sendkey ret"; presses=$((presses + 1)); echo "  (host: sendkey ret)" ;;
+            # Held 500 ms, not QEMU's default 100 ms: under TCG the guest may handle the down
+            # and up events so late that they land within the daemon's debounce time.
+            PRESS-NOW) monitor_cmd "sendkey ret 500"; presses=$((presses + 1)); echo "  (host: sendkey ret, held 0.5 s)" ;;
             LONGPRESS-NOW) monitor_cmd "sendkey ret 2500"; presses=$((presses + 1)); echo "  (host: sendkey ret, held 2.5 s)" ;;
             RESULT) result="${line#BZTEST RESULT }" ;;
         esac
