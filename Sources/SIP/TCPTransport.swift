@@ -1,6 +1,28 @@
 import NIOCore
 import NIOPosix
+import NIOSSL
+import NIOTLS  // TLSUserEvent; a dependency of NIOSSL, not declared separately
 import Synchronization
+
+/// What a connection-oriented transport tells the user agent besides messages: flows coming
+/// up, failing (with a reason a technician can read) and keepalive pongs (RFC 5626 §4.4.1).
+enum TransportEvent: Sendable, Equatable {
+    /// A connection we dialled is usable (TCP connected; TLS handshake and verification done).
+    case connected(SocketAddress)
+    /// Dialling failed; nothing was sent on it. `reason` says why (refused, certificate, …).
+    case connectFailed(SocketAddress, reason: String)
+    /// An open connection closed or broke.
+    case closed(SocketAddress)
+    /// A CRLF pong arrived on a flow we opened.
+    case pong(SocketAddress)
+}
+
+/// TLS client settings: the server certificate must chain to `caFile` (no system roots) and
+/// name `serverName` (SNI and hostname verification).
+struct TLSClientSettings: Sendable {
+    var caFile: String
+    var serverName: String
+}
 
 /// Cuts a TCP byte stream into SIP messages with `SIPStreamFramer` and answers RFC 5626
 /// keepalive pings. A framing error closes the connection: a stream cannot be resynchronised.
@@ -10,19 +32,27 @@ private final class StreamFramingHandler: ChannelInboundHandler {
 
     private var framer: SIPStreamFramer
     private let continuation: AsyncStream<InboundDatagram>.Continuation
+    private let onPong: @Sendable (SocketAddress) -> Void
     private let onInactive: @Sendable (SocketAddress?) -> Void
+    private let remote: SocketAddress?
 
-    init(role: SIPStreamFramer.KeepAliveRole, continuation: AsyncStream<InboundDatagram>.Continuation,
+    init(role: SIPStreamFramer.KeepAliveRole, remote: SocketAddress?,
+         continuation: AsyncStream<InboundDatagram>.Continuation,
+         onPong: @escaping @Sendable (SocketAddress) -> Void = { _ in },
          onInactive: @escaping @Sendable (SocketAddress?) -> Void) {
         framer = SIPStreamFramer(role: role)
+        self.remote = remote
         self.continuation = continuation
+        self.onPong = onPong
         self.onInactive = onInactive
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let buffer = unwrapInboundIn(data)
         framer.append(buffer.readableBytesView)
-        guard let source = context.remoteAddress else { return }
+        // For dialled connections the key is the address we dialled (the same the user agent
+        // sends to), so replies to requests that come in over the flow reuse it.
+        guard let source = remote ?? context.remoteAddress else { return }
         do {
             while let frame = try framer.next() {
                 switch frame {
@@ -31,7 +61,7 @@ private final class StreamFramingHandler: ChannelInboundHandler {
                 case .keepAlivePing:
                     context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(bytes: [13, 10])), promise: nil)
                 case .keepAlivePong:
-                    break
+                    onPong(source)
                 }
             }
         } catch {
@@ -40,7 +70,7 @@ private final class StreamFramingHandler: ChannelInboundHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        onInactive(context.remoteAddress)
+        onInactive(remote ?? context.remoteAddress)
         context.fireChannelInactive()
     }
 
@@ -49,34 +79,137 @@ private final class StreamFramingHandler: ChannelInboundHandler {
     }
 }
 
-/// SIP over TCP: listens for connections and opens (then reuses) one connection per peer
-/// address. Responses to a request go back over the connection it came on, because its
-/// source address is the key of that connection.
+/// Completes `ready` when the connection may carry SIP: at once for TCP, after the TLS
+/// handshake (with certificate and host name verified) for TLS. Until then nothing is
+/// written, so a server that fails verification never sees a SIP byte.
+private final class ConnectionReadyHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+
+    private let ready: EventLoopPromise<any Channel>
+    private let waitForTLS: Bool
+    private var done = false
+
+    init(ready: EventLoopPromise<any Channel>, waitForTLS: Bool) {
+        self.ready = ready
+        self.waitForTLS = waitForTLS
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        if !waitForTLS { succeed(context) }
+        context.fireChannelActive()
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        if !waitForTLS, context.channel.isActive { succeed(context) }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if waitForTLS, let tlsEvent = event as? TLSUserEvent, case .handshakeCompleted = tlsEvent {
+            succeed(context)
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        fail(ConnectionFailure(reason: describe(error)))
+        context.fireErrorCaught(error)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        fail(ConnectionFailure(reason: waitForTLS ? "TLS connection closed during handshake" : "connection closed"))
+        context.fireChannelInactive()
+    }
+
+    private func succeed(_ context: ChannelHandlerContext) {
+        guard !done else { return }
+        done = true
+        ready.succeed(context.channel)
+    }
+
+    private func fail(_ error: ConnectionFailure) {
+        guard !done else { return }
+        done = true
+        ready.fail(error)
+    }
+}
+
+struct ConnectionFailure: Error, CustomStringConvertible {
+    var reason: String
+    var description: String { reason }
+}
+
+/// A readable reason for a failed connection or handshake, for logs and status.
+private func describe(_ error: any Error) -> String {
+    if let failure = error as? ConnectionFailure { return failure.reason }
+    if let ssl = error as? NIOSSLError {
+        switch ssl {
+        case .handshakeFailed(let inner):
+            let text = "\(inner)"
+            if text.contains("CERTIFICATE_VERIFY_FAILED") { return "TLS: server certificate not trusted (\(text))" }
+            return "TLS handshake failed (\(text))"
+        default:
+            return "TLS error (\(ssl))"
+        }
+    }
+    if let ssl = error as? NIOSSLExtraError { return "TLS: \(ssl)" }
+    if error is ChannelError { return "connection failed (\(error))" }
+    return "\(error)"
+}
+
+/// SIP over TCP or TLS. TCP listens for connections and opens (then reuses) one connection
+/// per peer address; TLS only dials (the tablet has no server certificate) and keeps each
+/// connection as the RFC 5626 flow to that peer, over which incoming requests arrive too.
+/// Responses to a request go back over the connection it came on, because the peer address
+/// is the key of that connection.
 final class TCPTransport: SIPTransport {
     let localPort: Int
-    var transportName: String { "TCP" }
+    var transportName: String { tlsContext == nil ? "TCP" : "TLS" }
     var isReliable: Bool { true }
 
-    private let server: any Channel
+    private let server: (any Channel)?
     private let group: any EventLoopGroup
     private let continuation: AsyncStream<InboundDatagram>.Continuation
+    private let eventContinuation: AsyncStream<TransportEvent>.Continuation
     private let registry: ConnectionRegistry
+    private let tlsContext: NIOSSLContext?
+    private let tlsServerNames: Mutex<[SocketAddress: String]>
+    private let defaultServerName: String?
 
-    private init(server: any Channel, group: any EventLoopGroup, continuation: AsyncStream<InboundDatagram>.Continuation,
-                 registry: ConnectionRegistry) {
+    private init(server: (any Channel)?, localPort: Int, group: any EventLoopGroup,
+                 continuation: AsyncStream<InboundDatagram>.Continuation,
+                 eventContinuation: AsyncStream<TransportEvent>.Continuation,
+                 registry: ConnectionRegistry, tls: (NIOSSLContext, String)?) {
         self.server = server
         self.group = group
         self.continuation = continuation
+        self.eventContinuation = eventContinuation
         self.registry = registry
-        localPort = server.localAddress?.port ?? 0
+        self.localPort = server?.localAddress?.port ?? localPort
+        tlsContext = tls?.0
+        defaultServerName = tls?.1
+        tlsServerNames = Mutex([:])
     }
 
-    static func bind(host: String, port: Int, group: any EventLoopGroup) async throws
-        -> (TCPTransport, AsyncStream<InboundDatagram>)
+    /// TCP: binds a listener. TLS (`tls` set): builds the client context; listens nowhere;
+    /// `port` is then only what Via and Contact name (answers come back over the flow).
+    static func bind(host: String, port: Int, group: any EventLoopGroup, tls: TLSClientSettings? = nil) async throws
+        -> (TCPTransport, AsyncStream<InboundDatagram>, AsyncStream<TransportEvent>)
     {
         let (stream, continuation) = AsyncStream<InboundDatagram>.makeStream(bufferingPolicy: .bufferingNewest(2048))
-        // Accepted connections register themselves so replies reuse them.
+        let (events, eventContinuation) = AsyncStream<TransportEvent>.makeStream(bufferingPolicy: .bufferingNewest(256))
         let registry = ConnectionRegistry()
+        if let tls {
+            var configuration = TLSConfiguration.makeClientConfiguration()
+            configuration.trustRoots = .file(tls.caFile)
+            configuration.certificateVerification = .fullVerification
+            configuration.minimumTLSVersion = .tlsv12
+            let context = try NIOSSLContext(configuration: configuration)
+            let transport = TCPTransport(server: nil, localPort: port, group: group, continuation: continuation,
+                                         eventContinuation: eventContinuation, registry: registry,
+                                         tls: (context, tls.serverName))
+            return (transport, stream, events)
+        }
+        // Accepted connections register themselves so replies reuse them.
         let server = try await ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
@@ -85,12 +218,16 @@ final class TCPTransport: SIPTransport {
                         registry.accepted(remote, channel.eventLoop.makeSucceededFuture(channel))
                     }
                     try channel.pipeline.syncOperations.addHandler(
-                        StreamFramingHandler(role: .flowServer, continuation: continuation) { registry.closed($0) })
+                        StreamFramingHandler(role: .flowServer, remote: nil, continuation: continuation) {
+                            registry.closed($0)
+                        })
                 }
             }
             .bind(host: host, port: port)
             .get()
-        return (TCPTransport(server: server, group: group, continuation: continuation, registry: registry), stream)
+        let transport = TCPTransport(server: server, localPort: port, group: group, continuation: continuation,
+                                     eventContinuation: eventContinuation, registry: registry, tls: nil)
+        return (transport, stream, events)
     }
 
     /// Open connections by peer address, accepted or dialled; shared with the server's child
@@ -106,37 +243,87 @@ final class TCPTransport: SIPTransport {
         }
     }
 
+    /// The name a TLS peer's certificate must carry (SNI and verification); per peer, since two
+    /// edge proxies have two names.
+    func setServerName(_ name: String, for destination: SocketAddress) {
+        tlsServerNames.withLock { $0[destination] = name }
+    }
+
     func send(_ bytes: [UInt8], to destination: SocketAddress) {
-        let connection = registry.table.withLock { table -> EventLoopFuture<any Channel> in
-            if let existing = table[destination] { return existing }
-            let continuation = self.continuation
-            let future = ClientBootstrap(group: group)
-                .connectTimeout(.seconds(3))
-                .channelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(
-                            StreamFramingHandler(role: .flowClient, continuation: continuation) { [weak self] _ in
-                                self?.forget(destination)
-                            })
-                    }
-                }
-                .connect(to: destination)
-            table[destination] = future
-            return future
-        }
-        connection.whenComplete { [weak self] result in
-            switch result {
-            case .success(let channel):
-                channel.writeAndFlush(channel.allocator.buffer(bytes: bytes), promise: nil)
-            case .failure:
-                // Connection refused or timed out: the transaction's timer reports the failure.
-                self?.forget(destination)
-            }
+        let connection = connection(to: destination)
+        connection.whenSuccess { channel in
+            channel.writeAndFlush(channel.allocator.buffer(bytes: bytes), promise: nil)
         }
     }
 
-    private func forget(_ destination: SocketAddress) {
-        registry.table.withLock { $0[destination] = nil }
+    /// Opens the flow to `destination` now (without sending), so a registration or keepalive
+    /// learns early whether it is up; `connected`/`connectFailed` report the outcome.
+    func connect(to destination: SocketAddress) {
+        _ = connection(to: destination)
+    }
+
+    /// Closes the connection to `destination` (a flow declared dead); the next send re-dials.
+    func disconnect(_ destination: SocketAddress) {
+        guard let future = registry.table.withLock({ $0.removeValue(forKey: destination) }) else { return }
+        future.whenSuccess { $0.close(promise: nil) }
+    }
+
+    private func connection(to destination: SocketAddress) -> EventLoopFuture<any Channel> {
+        registry.table.withLock { table -> EventLoopFuture<any Channel> in
+            if let existing = table[destination] { return existing }
+            let future = dial(destination)
+            table[destination] = future
+            return future
+        }
+    }
+
+    private func dial(_ destination: SocketAddress) -> EventLoopFuture<any Channel> {
+        let continuation = self.continuation
+        let events = self.eventContinuation
+        let registry = self.registry
+        let loop = group.next()
+        let ready = loop.makePromise(of: (any Channel).self)
+        let tls = tlsContext.map { context in
+            (context, tlsServerNames.withLock { $0[destination] } ?? defaultServerName)
+        }
+        let connect = ClientBootstrap(group: loop)
+            .connectTimeout(.seconds(3))
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let sync = channel.pipeline.syncOperations
+                    if let (context, name) = tls {
+                        try sync.addHandler(NIOSSLClientHandler(context: context, serverHostname: name))
+                    }
+                    try sync.addHandler(ConnectionReadyHandler(ready: ready, waitForTLS: tls != nil))
+                    try sync.addHandler(
+                        StreamFramingHandler(role: .flowClient, remote: destination, continuation: continuation,
+                                             onPong: { events.yield(.pong($0)) }) { _ in
+                            let removed = registry.table.withLock { table -> Bool in
+                                // Only this connection's own entry: a re-dial may have replaced it.
+                                guard table[destination] === ready.futureResult else { return false }
+                                table[destination] = nil
+                                return true
+                            }
+                            if removed { events.yield(.closed(destination)) }
+                        })
+                }
+            }
+            .connect(to: destination)
+        connect.whenFailure { ready.fail(ConnectionFailure(reason: describe($0))) }
+        ready.futureResult.whenComplete { result in
+            switch result {
+            case .success:
+                events.yield(.connected(destination))
+            case .failure(let error):
+                // Refused, timed out or not trusted: forget it so a later send re-dials.
+                registry.table.withLock { table in
+                    if table[destination] === ready.futureResult { table[destination] = nil }
+                }
+                connect.whenSuccess { $0.close(promise: nil) }
+                events.yield(.connectFailed(destination, reason: describe(error)))
+            }
+        }
+        return ready.futureResult
     }
 
     func close() async {
@@ -147,7 +334,8 @@ final class TCPTransport: SIPTransport {
         for future in open {
             if let channel = try? await future.get() { try? await channel.close() }
         }
-        try? await server.close()
+        try? await server?.close()
         continuation.finish()
+        eventContinuation.finish()
     }
 }

@@ -5,8 +5,14 @@ public import NIOCore
 public struct UserAgentConfiguration: Sendable {
     /// The transport this agent listens on and sends with. TLS comes later, as a third case.
     public enum Transport: String, Sendable {
-        case udp, tcp
+        case udp, tcp, tls
     }
+
+    /// For `.tls`: the CA file that must have issued the server's certificate (no system roots)
+    /// and the host name it must carry, unless an `EdgeProxy` names its own.
+    public var tls: TLSTrust?
+    /// RFC 5626 outbound registration at one or two edge proxies; nil = no REGISTER.
+    public var registration: RegistrationConfiguration?
 
     public var transport: Transport
     /// The address we bind to and put in Via/Contact (loopback in tests and the demo).
@@ -25,8 +31,11 @@ public struct UserAgentConfiguration: Sendable {
     public init(
         localHost: String = "127.0.0.1", localPort: Int = 0, user: String, displayName: String? = nil,
         srtpRequired: Bool = false, timerT1: Duration = .milliseconds(500), timerT2: Duration = .seconds(4),
-        userAgentHeader: String = "Beeldzorg", transport: Transport = .udp
+        userAgentHeader: String = "Beeldzorg", transport: Transport = .udp, tls: TLSTrust? = nil,
+        registration: RegistrationConfiguration? = nil
     ) {
+        self.tls = tls
+        self.registration = registration
         self.transport = transport
         self.localHost = localHost
         self.localPort = localPort
@@ -75,28 +84,37 @@ public actor UserAgent {
     public nonisolated let events: AsyncStream<UserAgentEvent>
     private let eventContinuation: AsyncStream<UserAgentEvent>.Continuation
     private let group: any EventLoopGroup
-    private var logger: Logger
+    var logger: Logger
     private let parser = SIPMessageParser()
 
-    private var transport: (any SIPTransport)?
+    var transport: (any SIPTransport)?
     private var receiveTask: Task<Void, Never>?
-    private var calls: [CallHandle: Call] = [:]
+    var calls: [CallHandle: Call] = [:]
     /// Client INVITE transactions by branch.
-    private var inviteBranches: [String: CallHandle] = [:]
+    var inviteBranches: [String: CallHandle] = [:]
     /// Server INVITE transactions by Call-ID and branch.
     private var serverInvites: [String: CallHandle] = [:]
     /// Client non-INVITE transactions by branch and method.
-    private var transactions: [String: ClientTransaction] = [:]
+    var transactions: [String: ClientTransaction] = [:]
     private var timers: [TimerKey: (token: UInt64, task: Task<Void, Never>)] = [:]
     private var nextToken: UInt64 = 0
     private var nextHandle: UInt64 = 1
-    private var stopped = false
+    var stopped = false
+    /// The TCP/TLS transport, when that is what we run on (flows, keepalives, server names).
+    var streamTransport: TCPTransport?
+    /// Registration state per edge proxy (see Registration.swift).
+    var flows: [RegistrationFlow] = []
+    public nonisolated let registrationEvents: AsyncStream<RegistrationEvent>
+    let registrationContinuation: AsyncStream<RegistrationEvent>.Continuation
+    private var transportEventTask: Task<Void, Never>?
 
     public init(configuration: UserAgentConfiguration, group: any EventLoopGroup, logger: Logger) {
         self.configuration = configuration
         self.group = group
         self.logger = logger
         (events, eventContinuation) = AsyncStream<UserAgentEvent>.makeStream()
+        (registrationEvents, registrationContinuation) = AsyncStream<RegistrationEvent>.makeStream(
+            bufferingPolicy: .bufferingNewest(256))
     }
 
     /// The port we listen on (0 before `start`).
@@ -117,9 +135,19 @@ public actor UserAgent {
         case .udp:
             (bound, datagrams) = try await UDPTransport.bind(
                 host: configuration.localHost, port: configuration.localPort, group: group)
-        case .tcp:
-            (bound, datagrams) = try await TCPTransport.bind(
-                host: configuration.localHost, port: configuration.localPort, group: group)
+        case .tcp, .tls:
+            var tls: TLSClientSettings?
+            if configuration.transport == .tls {
+                guard let trust = configuration.tls else { throw ConfigurationError("transport tls needs a CA file (tls)") }
+                tls = TLSClientSettings(caFile: trust.caFile, serverName: trust.serverName)
+            }
+            let (stream, streamDatagrams, transportEvents) = try await TCPTransport.bind(
+                host: configuration.localHost, port: configuration.localPort, group: group, tls: tls)
+            (bound, datagrams) = (stream, streamDatagrams)
+            streamTransport = stream
+            transportEventTask = Task {
+                for await event in transportEvents { self.transportEvent(event) }
+            }
         }
         transport = bound
         let udp = bound
@@ -130,6 +158,7 @@ public actor UserAgent {
             }
         }
         logger.info("SIP user agent listening", metadata: ["host": "\(configuration.localHost)"])
+        try startRegistrations()
         return udp.localPort
     }
 
@@ -145,6 +174,7 @@ public actor UserAgent {
             case .calling, .cancelling, .answering, .rejecting, .terminated: break
             }
         }
+        stopRegistrations()
         stopped = true
         for (_, timer) in timers { timer.task.cancel() }
         timers.removeAll()
@@ -152,7 +182,9 @@ public actor UserAgent {
         transactions.removeAll()
         await transport?.close()
         receiveTask?.cancel()
+        transportEventTask?.cancel()
         eventContinuation.finish()
+        registrationContinuation.finish()
     }
 
     // MARK: - Public call control
@@ -167,7 +199,7 @@ public actor UserAgent {
         let callID = randomToken(16) + "@" + configuration.localHost
         let handle = CallHandle(id: nextHandle, callID: callID)
         nextHandle += 1
-        guard let target = SIPNameAddress(uri), let destination = resolve(target.uri) else {
+        guard let target = SIPNameAddress(uri), let destination = outboundDestination() ?? resolve(target.uri) else {
             logger.warning("INVITE to unusable URI", metadata: ["uri": "\(uri)"])
             eventContinuation.yield(.failed(handle, status: nil, reason: "invalid or unresolvable URI"))
             return handle
@@ -185,8 +217,10 @@ public actor UserAgent {
         headers.add("To", remote.description)
         headers.add("Call-ID", callID)
         headers.add("CSeq", "\(call.localCSeq) INVITE")
-        headers.add("Contact", "<\(localURI)>")
+        if let route = outboundRoute() { headers.add("Route", route) }
+        headers.add("Contact", contactHeader)
         headers.add("Allow", Self.allow)
+        headers.add("Supported", "outbound")
         headers.add("User-Agent", configuration.userAgentHeader)
         headers.add("Content-Type", "application/sdp")
         call.invite = SIPRequest(method: .invite, uri: target.uri, headers: headers, body: offer.serialized())
@@ -381,6 +415,11 @@ public actor UserAgent {
                 cancelTimer(.inviteRetransmit(handle))
                 cancelTimer(.inviteTimeout(handle))
                 sendNon2xxAck(call, for: response)
+                if (status == 401 || status == 407), call.state != .cancelling, !call.cancelWanted,
+                   resendAuthenticated(call, challenge: response)
+                {
+                    return
+                }
                 call.state = .terminated
                 scheduleCleanup(call)
                 logger.info("INVITE failed", metadata: ["call": "\(handle)", "status": "\(status)"])
@@ -546,15 +585,24 @@ public actor UserAgent {
     /// Calls (including finished ones kept for retransmissions) beyond which new INVITEs get 503.
     static let maxCalls = 64
 
-    private var localURI: String {
+    var localURI: String {
         let parameter = configuration.transport == .udp ? "" : ";transport=\(configuration.transport.rawValue)"
-        return "sip:\(configuration.user)@\(HostPort(host: configuration.localHost, port: port).description)\(parameter)"
+        return "sip:\(configuration.user)@\(HostPort(host: configuration.localHost, port: sentByPort).description)\(parameter)"
     }
 
-    private var reliable: Bool { transport?.isReliable ?? false }
+    /// Via and Contact port: none when TLS only dials (answers come back over the flow).
+    var sentByPort: Int? { port == 0 ? nil : port }
 
-    private func via(_ branch: String) -> String {
-        let hostPort = HostPort(host: configuration.localHost, port: port).description
+    /// Our Contact for dialog-forming requests and responses; `;ob` when we use outbound flows
+    /// (RFC 5626 §4.2.1), so the other side's in-dialog requests come back over the flow.
+    var contactHeader: String {
+        configuration.registration == nil ? "<\(localURI)>" : "<\(localURI);ob>"
+    }
+
+    var reliable: Bool { transport?.isReliable ?? false }
+
+    func via(_ branch: String) -> String {
+        let hostPort = HostPort(host: configuration.localHost, port: sentByPort).description
         return "SIP/2.0/\(transport?.transportName ?? "UDP") \(hostPort);branch=\(branch);rport"
     }
 
@@ -570,7 +618,7 @@ public actor UserAgent {
         return party.description
     }
 
-    private func send(_ bytes: [UInt8], to destination: SocketAddress) {
+    func send(_ bytes: [UInt8], to destination: SocketAddress) {
         guard !stopped, let transport else { return }
         transport.send(bytes, to: destination)
     }
@@ -608,7 +656,7 @@ public actor UserAgent {
         if recordRoute {
             for field in request.headers where field.name == "Record-Route" { headers.add("Record-Route", field.value) }
         }
-        if contact { headers.add("Contact", "<\(localURI)>") }
+        if contact { headers.add("Contact", contactHeader) }
         headers.add("Server", configuration.userAgentHeader)
         return SIPResponse(status: status, reason: reason, headers: headers)
     }
@@ -657,7 +705,7 @@ public actor UserAgent {
     }
 
     /// The ACK for a non-2xx final is part of the INVITE transaction: same branch and URI.
-    private func sendNon2xxAck(_ call: Call, for response: SIPResponse) {
+    func sendNon2xxAck(_ call: Call, for response: SIPResponse) {
         var headers = SIPHeaders()
         if let topVia = call.invite.headers.values("Via").first { headers.add("Via", topVia) }
         headers.add("Max-Forwards", "70")
@@ -705,14 +753,14 @@ public actor UserAgent {
 
     // MARK: - Non-INVITE client transactions (Timers E and F)
 
-    private struct ClientTransaction {
+    struct ClientTransaction {
         var request: SIPRequest
         var destination: SocketAddress
         var interval: Duration
         var completion: (@Sendable (SIPResponse?) -> Void)?
     }
 
-    private func startClientTransaction(
+    func startClientTransaction(
         _ request: SIPRequest, branch: String, to destination: SocketAddress, timeout: Duration,
         completion: (@Sendable (SIPResponse?) -> Void)?
     ) {
@@ -724,7 +772,7 @@ public actor UserAgent {
         startTimer(.requestTimeout(key), after: min(timeout, configuration.timerT1 * 64))
     }
 
-    private func finishTransaction(_ key: String, _ transaction: ClientTransaction, _ response: SIPResponse?) {
+    func finishTransaction(_ key: String, _ transaction: ClientTransaction, _ response: SIPResponse?) {
         transactions[key] = nil
         cancelTimer(.requestRetransmit(key))
         cancelTimer(.requestTimeout(key))
@@ -733,7 +781,7 @@ public actor UserAgent {
 
     // MARK: - Timers
 
-    private enum TimerKey: Hashable {
+    enum TimerKey: Hashable {
         case inviteRetransmit(CallHandle)  // Timer A
         case inviteTimeout(CallHandle)  // Timer B, or the caller's ring timeout
         case responseRetransmit(CallHandle)  // 2xx retransmission / Timer G
@@ -741,9 +789,10 @@ public actor UserAgent {
         case cleanup(CallHandle)
         case requestRetransmit(String)  // Timer E
         case requestTimeout(String)  // Timer F
+        case registration(Int, RegistrationTimer)
     }
 
-    private func startTimer(_ key: TimerKey, after delay: Duration) {
+    func startTimer(_ key: TimerKey, after delay: Duration) {
         guard !stopped else { return }
         timers[key]?.task.cancel()
         nextToken += 1
@@ -755,7 +804,7 @@ public actor UserAgent {
         timers[key] = (token, task)
     }
 
-    private func cancelTimer(_ key: TimerKey) {
+    func cancelTimer(_ key: TimerKey) {
         timers.removeValue(forKey: key)?.task.cancel()
     }
 
@@ -824,6 +873,8 @@ public actor UserAgent {
         case .requestTimeout(let key):
             guard let transaction = transactions[key] else { return }
             finishTransaction(key, transaction, nil)
+        case .registration(let index, let timer):
+            registrationTimerFired(index, timer)
         }
     }
 
@@ -844,7 +895,7 @@ public actor UserAgent {
         }
     }
 
-    private func resolve(_ uriString: String) -> SocketAddress? {
+    func resolve(_ uriString: String) -> SocketAddress? {
         guard let uri = SIPURI(uriString) else { return nil }
         let port = uri.port ?? (uri.scheme == "sips" ? 5061 : 5060)
         if let address = try? SocketAddress(ipAddress: uri.host, port: port) { return address }
@@ -860,7 +911,7 @@ public actor UserAgent {
 // MARK: - Call record
 
 /// Per-call protocol state, owned by the `UserAgent` actor.
-private final class Call {
+final class Call {
     enum Role { case outgoing, incoming }
 
     enum State: Equatable {
@@ -899,7 +950,9 @@ private final class Call {
     /// Where responses to an incoming INVITE go (its source address, as with rport).
     var responseDestination: SocketAddress
     var localCSeq: UInt32
-    let inviteBranch: String
+    var inviteBranch: String
+    /// Credentials already sent for this nonce; a second challenge for it means refused.
+    var authenticatedNonce: String?
     var invite = SIPRequest(method: .invite, uri: "sip:invalid")
     var provisionalSeen = false
     var cancelWanted = false
@@ -943,7 +996,7 @@ private final class Call {
 
 // MARK: - Tokens
 
-private func randomToken(_ bytes: Int) -> String {
+func randomToken(_ bytes: Int) -> String {
     var rng = SystemRandomNumberGenerator()
     let digits = Array("0123456789abcdef".utf8)
     var out: [UInt8] = []
@@ -956,4 +1009,4 @@ private func randomToken(_ bytes: Int) -> String {
 }
 
 /// RFC 3261 §8.1.1.7: branches start with the magic cookie.
-private func newBranch() -> String { "z9hG4bK" + randomToken(10) }
+func newBranch() -> String { "z9hG4bK" + randomToken(10) }

@@ -1,0 +1,523 @@
+import FoundationEssentials
+import NIOCore
+
+/// Which CA must have issued a TLS server's certificate and which name it must carry.
+public struct TLSTrust: Sendable, Equatable {
+    /// PEM file with the CA certificate(s); the system's roots are never used.
+    public var caFile: String
+    /// SNI and the name checked against the certificate (a DNS name, not an IP literal).
+    public var serverName: String
+
+    public init(caFile: String, serverName: String) {
+        self.caFile = caFile
+        self.serverName = serverName
+    }
+}
+
+/// One RFC 5626 edge proxy: where the flow goes and, for TLS, the name its certificate carries.
+public struct EdgeProxy: Sendable, Equatable {
+    /// `sip:127.0.0.1:5061;transport=tls` — host must be an address or resolvable name.
+    public var uri: String
+    /// Overrides `UserAgentConfiguration.tls.serverName` for this proxy.
+    public var tlsServerName: String?
+
+    public init(uri: String, tlsServerName: String? = nil) {
+        self.uri = uri
+        self.tlsServerName = tlsServerName
+    }
+}
+
+/// REGISTER settings (RFC 3261 §10, RFC 5626 outbound).
+public struct RegistrationConfiguration: Sendable {
+    /// Host part of our address-of-record, `sip:user@domain`; also the REGISTER Request-URI.
+    public var domain: String
+    /// Digest user name (often the same as the AoR user).
+    public var authUser: String
+    /// File holding the digest password (first line). Read at each REGISTER; never logged.
+    public var passwordFile: String
+    /// `urn:uuid:…`, stable for this device (RFC 5626 `+sip.instance`).
+    public var instanceID: String
+    /// One or two; the first gets reg-id 1, the second reg-id 2.
+    public var edgeProxies: [EdgeProxy]
+    /// Requested registration lifetime.
+    public var expires: Int
+    /// CRLF ping interval on TCP/TLS flows (RFC 5626 §4.4.1 suggests ~25 s for TCP/TLS... we
+    /// keep it configurable) and how long to wait for the pong before the flow counts dead.
+    public var keepaliveInterval: Duration
+    public var pongTimeout: Duration
+    /// Retry after failure: min(maxBackoff, baseBackoff · 2^failures) · random(0.5…1) (RFC 5626 §4.5).
+    public var baseBackoff: Duration
+    public var maxBackoff: Duration
+
+    public init(
+        domain: String, authUser: String, passwordFile: String, instanceID: String, edgeProxies: [EdgeProxy],
+        expires: Int = 600, keepaliveInterval: Duration = .seconds(25), pongTimeout: Duration = .seconds(10),
+        baseBackoff: Duration = .seconds(2), maxBackoff: Duration = .seconds(300)
+    ) {
+        self.domain = domain
+        self.authUser = authUser
+        self.passwordFile = passwordFile
+        self.instanceID = instanceID
+        self.edgeProxies = edgeProxies
+        self.expires = expires
+        self.keepaliveInterval = keepaliveInterval
+        self.pongTimeout = pongTimeout
+        self.baseBackoff = baseBackoff
+        self.maxBackoff = maxBackoff
+    }
+}
+
+/// What registration reports per edge proxy (`proxy` is the `EdgeProxy.uri`).
+public enum RegistrationEvent: Sendable, Equatable {
+    /// The registrar accepted us for `expires` seconds; the flow is up.
+    case registered(proxy: String, expires: Int)
+    /// Not registered via this proxy (any more); `reason` is for status and logs; a retry is scheduled.
+    case failed(proxy: String, reason: String)
+}
+
+/// A snapshot of one edge proxy's registration, for status displays.
+public struct RegistrationStatus: Sendable, Equatable {
+    public enum State: String, Sendable {
+        case registering, registered, failed
+    }
+    public var proxy: String
+    public var state: State
+    /// Granted expiry when registered; the last failure reason when failed.
+    public var detail: String
+}
+
+struct ConfigurationError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+enum RegistrationTimer: Hashable {
+    case refresh, retry, keepalive, pongTimeout
+}
+
+/// Protocol state of one edge proxy's registration; owned by the `UserAgent` actor.
+final class RegistrationFlow {
+    enum State: Equatable {
+        case registering
+        case registered(expires: Int)
+        case waiting(reason: String)
+        case stopped
+    }
+
+    let index: Int
+    let proxy: EdgeProxy
+    let regID: Int
+    let destination: SocketAddress
+    let proxyURI: SIPURI
+    let callID: String
+    var cseq: UInt32 = 1
+    var state: State = .registering
+    var failures = 0
+    /// Nonce we last answered; another challenge with it (not stale) means wrong credentials.
+    var answeredNonce: String?
+    var nonceCount: UInt32 = 0
+    var challenge: DigestChallenge?
+    var challengeHeader = "Authorization"
+    var pendingBranch: String?
+    /// Set by a transport failure so the aborted transaction reports why.
+    var abortReason: String?
+    var expiresRequested: Int
+    /// Challenges answered since the last success or failure; a second 401/407 in a row
+    /// means the credentials are wrong (servers send a fresh nonce each time).
+    var authAttempts = 0
+    /// A CRLF ping is out and its pong has not come.
+    var awaitingPong = false
+
+    init(index: Int, proxy: EdgeProxy, destination: SocketAddress, proxyURI: SIPURI, callID: String, expires: Int) {
+        self.index = index
+        self.proxy = proxy
+        self.regID = index + 1
+        self.destination = destination
+        self.proxyURI = proxyURI
+        self.callID = callID
+        self.expiresRequested = expires
+    }
+}
+
+extension UserAgent {
+    // MARK: - Public
+
+    /// Each edge proxy's registration as it stands.
+    public func registrationStatus() -> [RegistrationStatus] {
+        flows.map { flow in
+            switch flow.state {
+            case .registering: RegistrationStatus(proxy: flow.proxy.uri, state: .registering, detail: "")
+            case .registered(let expires):
+                RegistrationStatus(proxy: flow.proxy.uri, state: .registered, detail: "expires \(expires) s")
+            case .waiting(let reason):
+                RegistrationStatus(proxy: flow.proxy.uri, state: .failed, detail: reason)
+            case .stopped:
+                RegistrationStatus(proxy: flow.proxy.uri, state: .failed, detail: "stopped")
+            }
+        }
+    }
+
+    /// Connectivity came back (netlink): re-register every flow that is not registered now,
+    /// instead of waiting for its backoff timer; registered flows are refreshed too, since
+    /// their connection may have died with the old address.
+    public func networkChanged() {
+        for flow in flows where flow.state != .stopped {
+            flow.failures = 0
+            sendRegister(flow)
+        }
+    }
+
+    // MARK: - Lifecycle
+
+    func startRegistrations() throws {
+        guard let registration = configuration.registration else { return }
+        guard (1...2).contains(registration.edgeProxies.count) else {
+            throw ConfigurationError("registration needs one or two edge proxies")
+        }
+        for (index, proxy) in registration.edgeProxies.enumerated() {
+            guard let uri = SIPURI(proxy.uri), let destination = resolve(proxy.uri) else {
+                throw ConfigurationError("edge proxy \(proxy.uri) is not a usable SIP URI")
+            }
+            let flow = RegistrationFlow(index: index, proxy: proxy, destination: destination, proxyURI: uri,
+                                        callID: randomToken(16) + "@" + configuration.localHost,
+                                        expires: registration.expires)
+            if let name = proxy.tlsServerName { streamTransport?.setServerName(name, for: destination) }
+            flows.append(flow)
+        }
+        for flow in flows { sendRegister(flow) }
+    }
+
+    /// Best-effort de-registration (Expires: 0) on shutdown.
+    func stopRegistrations() {
+        for flow in flows where flow.state != .stopped {
+            if case .registered = flow.state, let request = registerRequest(flow, expires: 0) {
+                send(request.serialized(), to: flow.destination)
+            }
+            flow.state = .stopped
+        }
+    }
+
+    // MARK: - REGISTER
+
+    private func registerRequest(_ flow: RegistrationFlow, expires: Int) -> SIPRequest? {
+        guard let registration = configuration.registration else { return nil }
+        let branch = newBranch()
+        flow.pendingBranch = branch
+        flow.cseq += 1
+        let aor = "sip:\(configuration.user)@\(registration.domain)"
+        let requestURI = "sip:\(registration.domain)"
+        var headers = SIPHeaders()
+        headers.add("Via", via(branch))
+        headers.add("Max-Forwards", "70")
+        headers.add("From", "<\(aor)>;tag=\(flow.callID.prefix(8))")
+        headers.add("To", "<\(aor)>")
+        headers.add("Call-ID", flow.callID)
+        headers.add("CSeq", "\(flow.cseq) REGISTER")
+        headers.add("Route", "<\(flow.proxy.uri);lr>")
+        headers.add("Contact",
+                    "<\(localURI);ob>;+sip.instance=\"<\(registration.instanceID)>\";reg-id=\(flow.regID)")
+        headers.add("Expires", "\(expires)")
+        headers.add("Supported", "outbound, path")
+        headers.add("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS")
+        headers.add("User-Agent", configuration.userAgentHeader)
+        if let challenge = flow.challenge, let password = readPassword() {
+            flow.nonceCount = flow.answeredNonce == challenge.nonce ? flow.nonceCount + 1 : 1
+            flow.answeredNonce = challenge.nonce
+            headers.add(flow.challengeHeader, challenge.authorization(
+                method: "REGISTER", uri: requestURI, username: registration.authUser, password: password,
+                cnonce: randomToken(8), nonceCount: flow.nonceCount))
+        }
+        return SIPRequest(method: .register, uri: requestURI, headers: headers)
+    }
+
+    func sendRegister(_ flow: RegistrationFlow) {
+        guard !stopped, flow.state != .stopped else { return }
+        cancelTimer(.registration(flow.index, .retry))
+        cancelTimer(.registration(flow.index, .refresh))
+        if let branch = flow.pendingBranch, let old = transactions[branch + "|REGISTER"] {
+            transactions[branch + "|REGISTER"] = nil
+            cancelTimer(.requestRetransmit(branch + "|REGISTER"))
+            cancelTimer(.requestTimeout(branch + "|REGISTER"))
+            _ = old
+        }
+        if case .registered = flow.state {} else { flow.state = .registering }
+        flow.abortReason = nil
+        guard let request = registerRequest(flow, expires: flow.expiresRequested), let branch = flow.pendingBranch
+        else { return }
+        let index = flow.index
+        logger.debug("REGISTER sent", metadata: ["proxy": "\(flow.proxy.uri)", "authenticated": "\(flow.challenge != nil)"])
+        startClientTransaction(request, branch: branch, to: flow.destination, timeout: configuration.timerT1 * 64) {
+            response in
+            Task { await self.registerCompleted(index, branch: branch, response) }
+        }
+    }
+
+    private func registerCompleted(_ index: Int, branch: String, _ response: SIPResponse?) {
+        guard !stopped, flows.indices.contains(index) else { return }
+        let flow = flows[index]
+        guard flow.pendingBranch == branch, flow.state != .stopped else { return }  // superseded
+        flow.pendingBranch = nil
+        guard let response else {
+            registrationFailed(flow, reason: flow.abortReason ?? "no response from edge proxy")
+            return
+        }
+        switch response.status {
+        case 200..<300:
+            let granted = grantedExpiry(response, flow) ?? flow.expiresRequested
+            guard granted > 0 else {
+                registrationFailed(flow, reason: "registrar granted no expiry")
+                return
+            }
+            let wasRegistered = flow.state == .registered(expires: granted)
+            flow.state = .registered(expires: granted)
+            flow.failures = 0
+            flow.authAttempts = 0
+            flow.awaitingPong = false
+            if !wasRegistered {
+                logger.info("registered", metadata: ["proxy": "\(flow.proxy.uri)", "expires": "\(granted)"])
+            }
+            registrationContinuation.yield(.registered(proxy: flow.proxy.uri, expires: granted))
+            // Refresh at about half the granted time (RFC 5626 §4.4.1 says before expiry; half
+            // leaves room for a retry or two).
+            startTimer(.registration(index, .refresh), after: .milliseconds(max(500, granted * 500)))
+            if reliable {
+                startTimer(.registration(index, .keepalive), after: keepaliveInterval)
+            }
+        case 401, 407:
+            let header = response.status == 401 ? "WWW-Authenticate" : "Proxy-Authenticate"
+            guard let challenge = DigestChallenge.best(of: response.headers.values(header)) else {
+                registrationFailed(flow, reason: "\(response.status) without a usable digest challenge")
+                return
+            }
+            if flow.authAttempts >= 1, !challenge.stale {
+                flow.challenge = nil
+                flow.answeredNonce = nil
+                registrationFailed(flow, reason: "authentication rejected (\(response.status) \(response.reason))")
+                return
+            }
+            flow.authAttempts += 1
+            guard readPassword() != nil else {
+                registrationFailed(flow, reason: "cannot read the password file")
+                return
+            }
+            flow.challenge = challenge
+            flow.challengeHeader = response.status == 401 ? "Authorization" : "Proxy-Authorization"
+            sendRegister(flow)
+        case 423:
+            if let minimum = response.headers["Min-Expires"].flatMap({ Int($0.filter { $0 != " " && $0 != "\t" }) }),
+               minimum > flow.expiresRequested
+            {
+                flow.expiresRequested = minimum
+                sendRegister(flow)
+            } else {
+                registrationFailed(flow, reason: "423 without a usable Min-Expires")
+            }
+        default:
+            registrationFailed(flow, reason: "\(response.status) \(response.reason)")
+        }
+    }
+
+    /// The expiry the registrar granted our binding: the `expires` of our Contact (matched by
+    /// instance id), else the Expires header.
+    private func grantedExpiry(_ response: SIPResponse, _ flow: RegistrationFlow) -> Int? {
+        let instance = configuration.registration?.instanceID ?? ""
+        for value in response.headers.values("Contact") {
+            for contact in splitContacts(value) where contact.contains(instance) {
+                if let address = SIPNameAddress(contact), let expires = address.parameters["expires"].flatMap({ Int($0) }) {
+                    return expires
+                }
+            }
+        }
+        return response.headers["Expires"].flatMap { Int($0.filter { $0 != " " && $0 != "\t" }) }
+    }
+
+    private func registrationFailed(_ flow: RegistrationFlow, reason: String) {
+        cancelTimer(.registration(flow.index, .keepalive))
+        cancelTimer(.registration(flow.index, .pongTimeout))
+        cancelTimer(.registration(flow.index, .refresh))
+        flow.state = .waiting(reason: reason)
+        flow.authAttempts = 0
+        flow.awaitingPong = false
+        let delay = backoff(failures: flow.failures)
+        flow.failures += 1
+        logger.warning("registration failed", metadata: [
+            "proxy": "\(flow.proxy.uri)", "reason": "\(reason)", "retryInMs": "\(delay.milliseconds)",
+        ])
+        registrationContinuation.yield(.failed(proxy: flow.proxy.uri, reason: reason))
+        startTimer(.registration(flow.index, .retry), after: delay)
+    }
+
+    /// RFC 5626 §4.5: min(max, base · 2^failures), scaled by a random 50–100 %.
+    private func backoff(failures: Int) -> Duration {
+        guard let registration = configuration.registration else { return .seconds(2) }
+        let base = registration.baseBackoff.milliseconds
+        let ceiling = registration.maxBackoff.milliseconds
+        let exponential = min(ceiling, base << min(failures, 20))
+        return .milliseconds(Int.random(in: (exponential / 2)...max(exponential / 2, exponential)))
+    }
+
+    private var keepaliveInterval: Duration { configuration.registration?.keepaliveInterval ?? .seconds(25) }
+
+    // MARK: - Timers and transport events
+
+    func registrationTimerFired(_ index: Int, _ timer: RegistrationTimer) {
+        guard flows.indices.contains(index) else { return }
+        let flow = flows[index]
+        guard flow.state != .stopped else { return }
+        switch timer {
+        case .refresh, .retry:
+            sendRegister(flow)
+        case .keepalive:
+            guard case .registered = flow.state, reliable else { return }
+            if flow.awaitingPong {
+                registrationTimerFired(index, .pongTimeout)
+                return
+            }
+            // RFC 5626 §4.4.1: CRLFCRLF ping; the server answers with a CRLF pong.
+            flow.awaitingPong = true
+            send([13, 10, 13, 10], to: flow.destination)
+            startTimer(.registration(index, .pongTimeout),
+                       after: configuration.registration?.pongTimeout ?? .seconds(10))
+            startTimer(.registration(index, .keepalive), after: keepaliveInterval)
+        case .pongTimeout:
+            guard flow.awaitingPong, case .registered = flow.state else { return }
+            logger.warning("no keepalive pong; flow dead", metadata: ["proxy": "\(flow.proxy.uri)"])
+            streamTransport?.disconnect(flow.destination)
+            flowBroke(flow, reason: "no keepalive pong from edge proxy")
+        }
+    }
+
+    func transportEvent(_ event: TransportEvent) {
+        guard !stopped else { return }
+        switch event {
+        case .connected:
+            break
+        case .pong(let source):
+            for flow in flows where flow.destination == source {
+                flow.awaitingPong = false
+                cancelTimer(.registration(flow.index, .pongTimeout))
+            }
+        case .connectFailed(let destination, let reason):
+            logger.warning("connection failed", metadata: ["peer": "\(destination)", "reason": "\(reason)"])
+            for flow in flows where flow.destination == destination && flow.state != .stopped {
+                // Abort the REGISTER now rather than waiting for Timer F.
+                if let branch = flow.pendingBranch, let transaction = transactions[branch + "|REGISTER"] {
+                    flow.abortReason = reason
+                    finishTransaction(branch + "|REGISTER", transaction, nil)
+                }
+            }
+        case .closed(let destination):
+            for flow in flows where flow.destination == destination && flow.state != .stopped {
+                flowBroke(flow, reason: "connection to edge proxy closed")
+            }
+        }
+    }
+
+    /// A registered flow died: report it and register again at once (the first time) or after
+    /// the backoff (when it keeps failing).
+    private func flowBroke(_ flow: RegistrationFlow, reason: String) {
+        guard case .registered = flow.state else { return }
+        cancelTimer(.registration(flow.index, .keepalive))
+        cancelTimer(.registration(flow.index, .pongTimeout))
+        flow.state = .waiting(reason: reason)
+        flow.awaitingPong = false
+        flow.authAttempts = 0
+        registrationContinuation.yield(.failed(proxy: flow.proxy.uri, reason: reason))
+        logger.warning("flow to edge proxy lost; registering again", metadata: ["proxy": "\(flow.proxy.uri)"])
+        sendRegister(flow)
+    }
+
+    // MARK: - Outbound routing and INVITE authentication
+
+    /// The flow to send dialog-forming requests on: the first registered edge proxy, else the
+    /// first configured one; nil without outbound registration.
+    func outboundDestination() -> SocketAddress? {
+        guard !flows.isEmpty else { return nil }
+        let registered = flows.first { if case .registered = $0.state { true } else { false } }
+        return (registered ?? flows[0]).destination
+    }
+
+    func outboundRoute() -> String? {
+        guard let destination = outboundDestination(), let flow = flows.first(where: { $0.destination == destination })
+        else { return nil }
+        return "<\(flow.proxy.uri);lr>"
+    }
+
+    /// Answers a 401/407 to our INVITE once per nonce: same Call-ID and tags, CSeq + 1, new
+    /// branch, credentials added (RFC 3261 §22.2). False when we cannot or already did.
+    func resendAuthenticated(_ call: Call, challenge response: SIPResponse) -> Bool {
+        guard let registration = configuration.registration, let password = readPassword() else { return false }
+        let header = response.status == 401 ? "WWW-Authenticate" : "Proxy-Authenticate"
+        guard let challenge = DigestChallenge.best(of: response.headers.values(header)),
+              call.authenticatedNonce != challenge.nonce
+        else { return false }
+        call.authenticatedNonce = challenge.nonce
+        var request = call.invite
+        let branch = newBranch()
+        call.localCSeq += 1
+        request.headers.remove("Via")
+        request.headers.remove("CSeq")
+        request.headers.remove("Authorization")
+        request.headers.remove("Proxy-Authorization")
+        request.headers.prepend("Via", via(branch))
+        request.headers.add("CSeq", "\(call.localCSeq) INVITE")
+        request.headers.add(response.status == 401 ? "Authorization" : "Proxy-Authorization", challenge.authorization(
+            method: "INVITE", uri: request.uri, username: registration.authUser, password: password,
+            cnonce: randomToken(8), nonceCount: 1))
+        inviteBranches[call.inviteBranch] = nil
+        call.inviteBranch = branch
+        inviteBranches[branch] = call.handle
+        call.invite = request
+        call.state = .calling
+        call.provisionalSeen = false
+        send(request.serialized(), to: call.inviteDestination)
+        call.retransmitInterval = configuration.timerT1
+        if !reliable { startTimer(.inviteRetransmit(call.handle), after: configuration.timerT1) }
+        startTimer(.inviteTimeout(call.handle), after: configuration.timerT1 * 64)
+        logger.info("INVITE re-sent with credentials", metadata: ["call": "\(call.handle)"])
+        return true
+    }
+
+    /// The first line of the password file, or nil (logged without the path's content).
+    func readPassword() -> String? {
+        guard let path = configuration.registration?.passwordFile,
+              let data = try? Data(contentsOf: URL(fileURLWithPath: path))
+        else {
+            logger.error("cannot read the SIP password file")
+            return nil
+        }
+        let text = String(decoding: data, as: UTF8.self)
+        let line = text.split(whereSeparator: { $0 == "\n" || $0 == "\r" }).first.map(String.init) ?? ""
+        return line.isEmpty ? nil : line
+    }
+}
+
+/// Splits a Contact header value at commas outside quotes and angle brackets.
+private func splitContacts(_ value: String) -> [String] {
+    var parts: [String] = []
+    var current = ""
+    var inQuotes = false
+    var inAngle = false
+    for c in value {
+        switch c {
+        case "\"": inQuotes.toggle()
+        case "<" where !inQuotes: inAngle = true
+        case ">" where !inQuotes: inAngle = false
+        case "," where !inQuotes && !inAngle:
+            parts.append(current)
+            current = ""
+            continue
+        default: break
+        }
+        current.append(c)
+    }
+    parts.append(current)
+    return parts
+}
+
+extension Duration {
+    var milliseconds: Int {
+        let (seconds, attoseconds) = components
+        return Int(seconds) * 1000 + Int(attoseconds / 1_000_000_000_000_000)
+    }
+}
