@@ -31,6 +31,13 @@ public struct ControlRequest: Codable, Sendable, Equatable {
         case testCamera = "test-camera"
         case testMicrophone = "test-mic"
         case testSpeaker = "test-speaker"
+        /// The provisioning server: last fetch, ETag, contacts, upload outbox.
+        case provisionStatus = "provision-status"
+        /// Fetch the provisioning document and deliver the outbox now; answers the outcome.
+        case provisionSync = "provision-sync"
+        /// Hand the next press (within `seconds`) to the technician instead of the call flow;
+        /// refused unless the tablet is idle.
+        case testButton = "test-button"
     }
 
     public var v: Int

@@ -12,6 +12,14 @@ enum ControllerInput: Sendable {
     case button(ButtonEvent)
     case control(ControlRequest, ControlPeer?, @Sendable (ControlResponse) -> Void)
     case watchdogTick
+    /// The technician's button test (`test-button`) waited long enough.
+    case buttonTestExpired(UInt64)
+}
+
+/// What `test-button` answers: the press the technician made, if any.
+struct ButtonTestResult: Codable, Sendable {
+    var event: String?
+    var waitedSeconds: Double
 }
 
 /// The signalling and media half of executing CallFlow's actions: SIP legs, SDP, RTP.
@@ -57,6 +65,9 @@ actor CallController {
     private var timers: [CallFlowTimer: Task<Void, Never>] = [:]
     private var lastPhase: CallFlowStatus.Phase?
     private var statusProvider: (@Sendable (CallFlowStatus) async -> StatusReport)?
+    /// A technician's `test-button` waiting for the next press; that press does not reach CallFlow.
+    private var buttonTest: (token: UInt64, started: ContinuousClock.Instant, reply: @Sendable (ControlResponse) -> Void)?
+    private var buttonTests: UInt64 = 0
 
     init(configuration: CallFlowConfiguration, signalling: any CallSignalling, feedback: any ClientFeedback,
          callLog: CallLogWriter, notifier: SystemdNotifier, logger: Logger) {
@@ -85,9 +96,26 @@ actor CallController {
             case .flow(let event):
                 await handle(event)
             case .button(let event):
+                if let test = buttonTest, event == .shortPress || event == .longPress {
+                    buttonTest = nil
+                    logger.notice("button test: press seen", metadata: ["event": "\(event.rawValue)"])
+                    let waited = (ContinuousClock.now - test.started) / .milliseconds(100)
+                    test.reply((try? .success(ButtonTestResult(event: event.rawValue, waitedSeconds: waited.rounded() / 10)))
+                        ?? .failure(ControlError(.internal, "encoding")))
+                    continue
+                }
                 await handle(Self.flowEvent(for: event))
+            case .control(let request, let peer, let reply) where request.cmd == .testButton:
+                startButtonTest(seconds: request.seconds ?? 15, peer: peer, reply: reply)
             case .control(let request, let peer, let reply):
                 reply(await control(request, peer: peer))
+            case .buttonTestExpired(let token):
+                if let test = buttonTest, test.token == token {
+                    buttonTest = nil
+                    let waited = (ContinuousClock.now - test.started) / .milliseconds(100)
+                    test.reply((try? .success(ButtonTestResult(event: nil, waitedSeconds: waited.rounded() / 10)))
+                        ?? .failure(ControlError(.internal, "encoding")))
+                }
             case .watchdogTick:
                 // Sent from this loop, so a hung loop stops the pings and systemd restarts us.
                 notifier.watchdog()
@@ -98,6 +126,32 @@ actor CallController {
     }
 
     nonisolated func finish() { input.finish() }
+
+    /// The next press goes to the technician, not to CallFlow — only while the tablet is idle
+    /// and for at most `seconds`, so a client's real press is never swallowed for long.
+    private func startButtonTest(seconds: Double, peer: ControlPeer?, reply: @escaping @Sendable (ControlResponse) -> Void) {
+        guard flow.status.phase == .idle || flow.status.phase == .fault else {
+            reply(.failure(ControlError(.unavailable, "refused: a call is in progress")))
+            return
+        }
+        guard buttonTest == nil else {
+            reply(.failure(ControlError(.unavailable, "refused: another button test is waiting")))
+            return
+        }
+        guard seconds > 0, seconds <= 60 else {
+            reply(.failure(ControlError(.badArgument, "seconds must be between 0 and 60")))
+            return
+        }
+        buttonTests += 1
+        let token = buttonTests
+        buttonTest = (token, ContinuousClock.now, reply)
+        logger.notice("button test started", metadata: ["seconds": "\(seconds)", "peer": "\(peer?.description ?? "?")"])
+        let sink = input
+        Task {
+            try? await Task.sleep(for: .milliseconds(Int(seconds * 1000)))
+            sink.yield(.buttonTestExpired(token))
+        }
+    }
 
     static func flowEvent(for button: ButtonEvent) -> CallFlowEvent {
         switch button {
@@ -194,6 +248,13 @@ actor CallController {
                 return try .success(Self.callSummary(flow.status))
             case .calls:
                 return try .success(callLog.recentCalls(limit: request.limit ?? 20))
+            case .testButton:
+                // Answered by the loop itself (startButtonTest): it waits for a press.
+                return .failure(ControlError(.internal, "test-button is handled by the controller loop"))
+            case .provisionStatus, .provisionSync:
+                // Answered by ProvisioningService before this loop (BeeldzorgDaemon's control
+                // handler): a sync must not hold up the button.
+                return .failure(ControlError(.internal, "provisioning requests are not handled by the call loop"))
             case .testCamera, .testMicrophone, .testSpeaker:
                 // Awaited on this loop on purpose: no call starts while a test holds a device.
                 let devices = await statusProvider?(flow.status).devices ?? []

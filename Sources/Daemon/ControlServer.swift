@@ -48,8 +48,8 @@ public final class ControlServer: Service, Sendable {
             .bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: .seconds(10)))
-                    try channel.pipeline.syncOperations.addHandler(CloseOnIdleHandler())
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(ControlLineDecoder()))
+                    try channel.pipeline.syncOperations.addHandler(CloseOnIdleHandler())
                     return try NIOAsyncChannel<ControlLine, ByteBuffer>(wrappingChannelSynchronously: channel)
                 }
             }
@@ -175,13 +175,30 @@ struct ControlLineDecoder: ByteToMessageDecoder {
     }
 }
 
-/// Closes a connection that has been silent for the idle timeout.
-final class CloseOnIdleHandler: ChannelInboundHandler, Sendable {
-    typealias InboundIn = ByteBuffer
+/// Closes a connection that has sent no complete request for the idle timeout — but not while
+/// the daemon is still working on one (a button test waits for a press for many seconds).
+/// It sits after the line decoder, so a client dribbling bytes without a newline is closed.
+final class CloseOnIdleHandler: ChannelDuplexHandler {
+    typealias InboundIn = ControlLine
+    typealias InboundOut = ControlLine
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private var awaitingAnswer = false
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        awaitingAnswer = true
+        context.fireChannelRead(data)
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        awaitingAnswer = false
+        context.write(data, promise: promise)
+    }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is IdleStateHandler.IdleStateEvent {
-            context.close(promise: nil)
+            if !awaitingAnswer { context.close(promise: nil) }
         } else {
             context.fireUserInboundEventTriggered(event)
         }

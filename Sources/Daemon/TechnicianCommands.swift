@@ -78,7 +78,7 @@ enum TechnicianCommands {
         case .testSpeaker:
             await feedback.play(Prompt.connected)
             return try .success(SpeakerResult(device: source("speaker") ?? "?", prompt: PromptCatalog.Key.connected))
-        case .status, .press, .demoCallIn, .calls:
+        case .status, .press, .demoCallIn, .calls, .testButton, .provisionStatus, .provisionSync:
             preconditionFailure("TechnicianCommands.run called for \(request.cmd)")
         }
     }

@@ -266,12 +266,12 @@ struct TestCommand: ParsableCommand {
             commandName: "button",
             abstract: "Wait for a press of the button and report it as short or long.",
             discussion: """
-                Reads the button directly, so beeldzorgd must be stopped first \
-                (`systemctl stop beeldzorgd`): while it runs it holds the button exclusively and a \
-                press would call the centrale.
+                While beeldzorgd runs, it hands the next press to this test instead of calling \
+                the centrale (only when the tablet is idle, and only until --timeout). When it \
+                does not run, the button is read directly.
 
                 Exit status: 0 a press was seen; 1 no press within --timeout or the button is \
-                missing; 5 beeldzorgd is running.
+                missing; 5 a call is in progress.
                 """
         )
 
@@ -289,11 +289,16 @@ struct TestCommand: ParsableCommand {
         func run() async throws {
             let configuration: Configuration
             switch try TestCommand.route(options) {
-            case .daemon:
-                options.report(
-                    error: "beeldzorgd is running and holds the button (a press would call the centrale). Stop it first: `systemctl stop beeldzorgd`, test, then `systemctl start beeldzorgd`.",
-                    code: "busy")
-                throw TechnicianExit.busy
+            case .daemon(let routed, let report):
+                try TestCommand.refuseDuringCall(report, options)
+                if !options.json { print("press the button (short or long) within \(Int(timeout)) s…") }
+                let client = ControlClient(socketPath: routed.socketPath, timeout: .seconds(Int64(timeout) + 5))
+                let answer: DaemonResult = try TestCommand.ask(client, ControlRequest(cmd: .testButton, seconds: timeout), options)
+                let event = answer.event.flatMap(ButtonEvent.init(rawValue:))
+                let result = Result(device: "beeldzorgd", event: answer.event, waitedSeconds: answer.waitedSeconds)
+                try TestCommand.finish(options, ok: event == .shortPress || event == .longPress, via: "daemon",
+                                       verdict: Self.verdict(event, waited: answer.waitedSeconds, timeout: timeout), result: result, text: [])
+                return
             case .direct(let loaded):
                 configuration = loaded
             }
@@ -324,14 +329,24 @@ struct TestCommand: ParsableCommand {
             source.stop()
             let waited = (ContinuousClock.now - start).seconds
             let result = Result(device: button.device, event: event?.rawValue, waitedSeconds: (waited * 10).rounded() / 10)
-            let verdict: String = switch event {
+            let ok = event == .shortPress || event == .longPress
+            try TestCommand.finish(options, ok: ok, via: "direct", verdict: Self.verdict(event, waited: waited, timeout: timeout),
+                                   result: result, text: [])
+        }
+
+        /// What beeldzorgd's `test-button` answers.
+        struct DaemonResult: Decodable {
+            var event: String?
+            var waitedSeconds: Double
+        }
+
+        static func verdict(_ event: ButtonEvent?, waited: Double, timeout: Double) -> String {
+            switch event {
             case .shortPress: "short press seen after \(String(format: "%.1f", waited)) s"
             case .longPress: "long press seen after \(String(format: "%.1f", waited)) s"
             case .stuck: "the button reports as stuck (held down): check that it is not jammed"
             case .released, nil: "no press within \(Int(timeout)) s: check the button's cable and `ls -l /dev/beeldzorg/button`"
             }
-            let ok = event == .shortPress || event == .longPress
-            try TestCommand.finish(options, ok: ok, via: "direct", verdict: verdict, result: result, text: [])
         }
 
         static func firstPress(_ source: any ButtonSource, timeout: Duration) async -> ButtonEvent? {

@@ -89,11 +89,26 @@ import Testing
         #expect(speaker.status == 0, "\(speaker.error)")
         #expect(try object(speaker.output)["via"] as? String == "daemon")
 
-        // The daemon holds the button: the CLI refuses instead of competing for it.
-        let button = try runCtl(["test", "button", "--config", daemon.configPath], socket: nil)
-        #expect(button.status == 5)
-        #expect(button.error.contains("systemctl stop beeldzorgd"))
+        // The daemon holds the button: it hands the next press to the test instead of
+        // calling the centrale.
+        let pressLater = Task {
+            try await Task.sleep(for: .seconds(1))
+            try daemon.button("long")
+        }
+        let button = try runCtl(["test", "button", "--config", daemon.configPath, "--timeout", "10", "--json"], socket: nil)
+        try await pressLater.value
+        #expect(button.status == 0, "\(button.error)")
+        let buttonAnswer = try object(button.output)
+        #expect(buttonAnswer["via"] as? String == "daemon")
+        #expect((buttonAnswer["result"] as? [String: Any])?["event"] as? String == "longPress")
         #expect(try daemon.status().call.phase == "idle")
+        // No press within the time: a failed test, and the next press is the client's again.
+        let silent = try runCtl(["test", "button", "--config", daemon.configPath, "--timeout", "1"], socket: nil)
+        #expect(silent.status == 1)
+        try daemon.button("press")
+        try await daemon.waitFor("the press to call the centrale", timeout: .seconds(10)) {
+            try daemon.status().call.phase != "idle"
+        }
         #expect(await daemon.stop() == 0)
     }
 

@@ -42,7 +42,7 @@ func freeUDPPort() -> Int {
 
 /// One beeldzorgd process with its own directory, configuration, FIFO button and control
 /// socket, talking to the demo centrale on loopback. Stopped by PID.
-final class DaemonUnderTest {
+final class DaemonUnderTest: @unchecked Sendable {
     let directory: URL
     let configPath: String
     let socketPath: String
