@@ -67,27 +67,11 @@ public final class Provisioner: Sendable {
     private let logger: Logger
 
     public init(source: ProvisioningSource, store: BeeldzorgStore, logger: Logger) throws {
-        guard let url = URL(string: source.url), url.scheme?.lowercased() == "https", url.host != nil else {
-            throw ProvisioningRejection("provisioning URL must be https://host/…: \(source.url)")
-        }
-        var tls = TLSConfiguration.makeClientConfiguration()
-        tls.minimumTLSVersion = .tlsv12
-        // When we give up on a request, do not wait the default 5 s for the server's
-        // close_notify: a stalled server never sends it.
-        tls.shutdownTimeout = .milliseconds(200)
-        if let caFile = source.pinnedCAFile {
-            tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(caFile))
-        }
-        var configuration = HTTPClient.Configuration(
-            tlsConfiguration: tls, redirectConfiguration: .disallow,
-            timeout: .init(connect: .seconds(10), read: .seconds(10)))
-        configuration.httpVersion = .http1Only
-        // A refused certificate will not get better by retrying until the deadline; report it.
-        configuration.connectionPool.retryConnectionEstablishment = false
+        _ = try ServerConnection.checkedHTTPSURL(source.url, what: "provisioning URL")
         self.source = source
         self.store = store
         self.logger = logger
-        self.client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+        self.client = try ServerConnection.makeClient(pinnedCAFile: source.pinnedCAFile)
     }
 
     /// One attempt: fetch, check, apply. Never throws; the outcome is also recorded in the
@@ -135,7 +119,7 @@ public final class Provisioner: Sendable {
 
         let fetched: Fetched
         do {
-            fetched = try await withTimeout(source.timeout) { [client, source, request] in
+            fetched = try await ServerConnection.withTimeout(source.timeout) { [client, source, request] in
                 let response = try await client.execute(
                     request, timeout: .nanoseconds(Int64(source.timeout.nanoseconds)))
                 let etag = response.headers.first(name: "ETag")
@@ -159,10 +143,10 @@ public final class Provisioner: Sendable {
                     return .status(Int(response.status.code), response.status.reasonPhrase)
                 }
             }
-        } catch is TimedOut {
+        } catch is ServerConnection.TimedOut {
             return .failed(reason: "no complete answer within \(source.timeout)")
         } catch {
-            return .failed(reason: Self.describe(error))
+            return .failed(reason: ServerConnection.describe(error))
         }
 
         switch fetched {
@@ -195,49 +179,5 @@ public final class Provisioner: Sendable {
         case notModified
         case status(Int, String)
         case tooLarge(Int?)
-    }
-
-    private struct TimedOut: Error {}
-
-    /// Runs `body`, cancelling it when `limit` passes first. AHC's own deadline covers the
-    /// response head; this also bounds a server that trickles the body.
-    private func withTimeout<T: Sendable>(
-        _ limit: Duration, _ body: @escaping @Sendable () async throws -> T
-    ) async throws -> T {
-        try await withThrowingTaskGroup(of: T?.self) { group in
-            group.addTask { try await body() }
-            group.addTask {
-                try await Task.sleep(for: limit)
-                return nil
-            }
-            defer { group.cancelAll() }
-            guard let first = try await group.next(), let value = first else { throw TimedOut() }
-            return value
-        }
-    }
-
-    private static func describe(_ error: any Error) -> String {
-        if let error = error as? NIOSSLError {
-            return "TLS: \(error)"
-        }
-        if let error = error as? BoringSSLError {
-            return "TLS: \(error)"
-        }
-        if let error = error as? HTTPClientError {
-            switch error {
-            case .remoteConnectionClosed: return "connection closed before the whole answer arrived"
-            case .readTimeout: return "read timeout"
-            case .connectTimeout: return "connect timeout"
-            case .deadlineExceeded: return "deadline exceeded"
-            default: return "\(error)"
-            }
-        }
-        return "\(error)"
-    }
-}
-
-extension Duration {
-    fileprivate var nanoseconds: Int64 {
-        components.seconds * 1_000_000_000 + components.attoseconds / 1_000_000_000
     }
 }

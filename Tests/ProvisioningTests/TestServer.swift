@@ -70,23 +70,26 @@ final class TestServer {
 
     let directory: String
     let pki: TestPKI
-    let port: Int
-    private let process: Process
+    private(set) var port: Int
+    private var process: Process
 
     init() throws {
         directory = NSTemporaryDirectory() + "beeldzorg-prov-" + UUID().uuidString
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         pki = try TestPKI(directory: directory)
         try Self.script.write(toFile: directory + "/server.py", atomically: true, encoding: .utf8)
+        (process, port) = try Self.launch(directory: directory, port: 0)
+    }
 
-        process = Process()
+    /// Starts the Python server; it prints "PORT <n>" once it listens.
+    private static func launch(directory: String, port: Int) throws -> (Process, Int) {
+        let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        process.arguments = ["-u", directory + "/server.py", directory, Self.token]
+        process.arguments = ["-u", directory + "/server.py", directory, Self.token, String(port)]
         let out = Pipe()
         process.standardOutput = out
         process.standardError = FileHandle.nullDevice
         try process.run()
-        // The server prints "PORT <n>" once it listens.
         var line = Data()
         while !line.contains(UInt8(ascii: "\n")) {
             let chunk = out.fileHandleForReading.availableData
@@ -101,7 +104,55 @@ final class TestServer {
             process.waitUntilExit()
             throw Failure("test server did not start: \(text)")
         }
-        self.port = port
+        return (process, port)
+    }
+
+    /// Stops the server process (by PID) but keeps its directory and port: connections to
+    /// it are refused until ``bringUp()``.
+    func takeDown() {
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+    }
+
+    /// Starts the server again on the same port, with the same files.
+    func bringUp() throws {
+        takeDown()
+        (process, port) = try Self.launch(directory: directory, port: port)
+    }
+
+    /// One POST the server received, in arrival order (from `posts.log`).
+    struct Post: Equatable {
+        var status: Int
+        var path: String
+        var idempotencyKey: String
+        /// The `id` field of the JSON body.
+        var bodyID: String
+    }
+
+    var posts: [Post] {
+        guard let text = try? String(contentsOfFile: directory + "/posts.log", encoding: .utf8) else { return [] }
+        return text.split(separator: "\n").compactMap { line in
+            let fields = line.split(separator: " ", omittingEmptySubsequences: false).map(String.init)
+            guard fields.count == 4, let status = Int(fields[0]) else { return nil }
+            return Post(status: status, path: fields[1], idempotencyKey: fields[2], bodyID: fields[3])
+        }
+    }
+
+    /// The next `count` POSTs are answered 500.
+    func failNextPosts(_ count: Int) throws {
+        try String(count).write(toFile: directory + "/post-failures", atomically: true, encoding: .utf8)
+    }
+
+    /// While set, every POST is answered `status` (e.g. 422).
+    func answerPosts(with status: Int?) throws {
+        let file = directory + "/post-status"
+        if let status {
+            try String(status).write(toFile: file, atomically: true, encoding: .utf8)
+        } else {
+            try? FileManager.default.removeItem(atPath: file)
+        }
     }
 
     func url(_ path: String) -> String { "https://127.0.0.1:\(port)\(path)" }
@@ -123,9 +174,11 @@ final class TestServer {
     deinit { stop() }
 
     static let script = #"""
-        import hashlib, http.server, os, ssl, sys, time
+        import hashlib, http.server, json, os, ssl, sys, threading, time
 
         directory, token = sys.argv[1], sys.argv[2]
+        port = int(sys.argv[3]) if len(sys.argv) > 3 else 0
+        lock = threading.Lock()
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -195,6 +248,34 @@ final class TestServer {
                     return
                 self.send(404)
 
+            # The upload outbox: every POST is logged as "STATUS PATH IDEMPOTENCY-KEY BODY-ID".
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                key = self.headers.get("Idempotency-Key", "-") or "-"
+                try:
+                    body_id = str(json.loads(body).get("id", "-"))
+                except Exception:
+                    body_id = "-"
+                with lock:
+                    if self.headers.get("Authorization") != "Bearer " + token:
+                        status = 401
+                    elif os.path.exists(os.path.join(directory, "post-status")):
+                        with open(os.path.join(directory, "post-status")) as f:
+                            status = int(f.read())
+                    else:
+                        status = 201
+                        failures = os.path.join(directory, "post-failures")
+                        if os.path.exists(failures):
+                            with open(failures) as f:
+                                left = int(f.read() or "0")
+                            if left > 0:
+                                status = 500
+                                with open(failures, "w") as f:
+                                    f.write(str(left - 1))
+                    with open(os.path.join(directory, "posts.log"), "a") as f:
+                        f.write("%d %s %s %s\n" % (status, self.path, key, body_id))
+                self.send(status, b"{}", [("Content-Type", "application/json")])
+
         class Server(http.server.ThreadingHTTPServer):
             daemon_threads = True
 
@@ -203,7 +284,7 @@ final class TestServer {
 
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(os.path.join(directory, "server.pem"), os.path.join(directory, "server.key"))
-        server = Server(("127.0.0.1", 0), Handler)
+        server = Server(("127.0.0.1", port), Handler)
         server.socket = context.wrap_socket(server.socket, server_side=True)
         print("PORT", server.server_address[1], flush=True)
         server.serve_forever()
