@@ -58,6 +58,22 @@ public struct Configuration: Sendable, Equatable {
         public var echoCancellation: Bool
     }
 
+    /// Where the tablet fetches its contacts and settings and delivers its call log
+    /// (`provisioning:`); nil when the section is absent (no server: the store is filled by
+    /// other means, e.g. the demo).
+    public struct Provisioning: Sendable, Equatable {
+        /// https:// URL of the tablet's provisioning document.
+        public var url: String
+        /// File (mode 0600) holding the bearer token; never in this file, never in logs.
+        public var tokenFile: String
+        /// The pinned CA for the organisation's server; nil trusts the system's roots.
+        public var caFile: String?
+        public var intervalMinutes: Int
+        /// https:// base for uploads (`POST {base}/calls`, `{base}/callback-requests`); nil
+        /// derives it from `url` by dropping the last path segment.
+        public var uploadURL: String?
+    }
+
     public var account: Account
     public var transport: Transport
     public var edgeProxies: [String]
@@ -76,6 +92,7 @@ public struct Configuration: Sendable, Equatable {
     public var promptsDirectory: String
     /// Start the built-in loopback demo centrale (for `make demo` only).
     public var demoCentrale: Bool
+    public var provisioning: Provisioning? = nil
 
     /// Parses and validates a configuration file's text.
     public static func parse(_ text: String) throws(ConfigError) -> Configuration {
@@ -167,7 +184,27 @@ public struct Configuration: Sendable, Equatable {
         )
         try audio?.finish()
 
-        let configuration = Configuration(
+        var parsedProvisioning: Provisioning?
+        if var section = try root.section("provisioning") {
+            let url = try section.requiredString("url")
+            guard Self.looksLikeHTTPSURL(url) else {
+                throw section.invalid("url", "'\(url)' is not an https:// address")
+            }
+            let uploadURL = try section.string("upload_url")
+            if let uploadURL, !Self.looksLikeHTTPSURL(uploadURL) {
+                throw section.invalid("upload_url", "'\(uploadURL)' is not an https:// address")
+            }
+            parsedProvisioning = Provisioning(
+                url: url,
+                tokenFile: try section.requiredString("token_file"),
+                caFile: try section.string("ca_file"),
+                intervalMinutes: try section.int("interval_minutes", in: 1...1440) ?? 60,
+                uploadURL: uploadURL
+            )
+            try section.finish()
+        }
+
+        var configuration = Configuration(
             account: parsedAccount,
             transport: transport,
             edgeProxies: edgeProxies,
@@ -184,6 +221,7 @@ public struct Configuration: Sendable, Equatable {
             promptsDirectory: try root.string("prompts") ?? "/usr/share/beeldzorg/prompts",
             demoCentrale: try root.bool("demo_centrale") ?? false
         )
+        configuration.provisioning = parsedProvisioning
         try root.finish()
         return configuration
     }
@@ -204,6 +242,13 @@ public struct Configuration: Sendable, Equatable {
     }
 
     enum Language: String, CaseIterable { case nl }
+
+    private static func looksLikeHTTPSURL(_ text: String) -> Bool {
+        guard let url = URL(string: text), url.scheme?.lowercased() == "https", let host = url.host, !host.isEmpty else {
+            return false
+        }
+        return !text.contains(" ")
+    }
 
     private static func looksLikeSIPURI(_ text: String) -> Bool {
         let lower = text.lowercased()
