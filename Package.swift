@@ -93,7 +93,7 @@ let package = Package(
             name: "Daemon",
             dependencies: [
                 "CallFlow", "SIP", "Media", "Devices", "Store", "BeeldzorgConfig", "Control",
-                "DemoCentrale",
+                "DemoCentrale", "Provisioning",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -112,7 +112,7 @@ let package = Package(
         .executableTarget(
             name: "beeldzorgctl",
             dependencies: [
-                "Control", "BeeldzorgConfig", "Store", "Devices",
+                "Control", "BeeldzorgConfig", "Store", "Devices", "Provisioning",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict

@@ -34,6 +34,10 @@ public enum BeeldzorgDaemon {
         if configuration.demoCentrale {
             seedDemoContacts(store, logger: logger)
         }
+        let provisioning = configuration.provisioning.map {
+            ProvisioningService(configuration: $0, store: store, logger: Logger(label: "beeldzorgd.provisioning"))
+        }
+        if let provisioning { callLog.onQueuedForUpload { provisioning.kick() } }
         let devices = DeviceSet(configuration: configuration, logger: Logger(label: "beeldzorgd.devices"))
         let feedback = TabletFeedback(
             devices: devices, screen: screen, promptsDirectory: configuration.promptsDirectory,
@@ -81,7 +85,11 @@ public enum BeeldzorgDaemon {
         do {
             control = try await ControlServer.bind(path: configuration.controlSocket, group: group,
                                                    logger: Logger(label: "beeldzorgd.control")) { request, peer in
-                await withCheckedContinuation { continuation in
+                if request.cmd == .provisionStatus || request.cmd == .provisionSync {
+                    // Not through the call loop: a sync may take the whole HTTP timeout.
+                    return await provisioning?.control(request) ?? ProvisioningService.notConfigured(request, store: store)
+                }
+                return await withCheckedContinuation { continuation in
                     let result = sink.yield(.control(request, peer, { continuation.resume(returning: $0) }))
                     if case .terminated = result {
                         continuation.resume(returning: .failure(ControlError(.unavailable, "beeldzorgd is shutting down")))
@@ -96,6 +104,7 @@ public enum BeeldzorgDaemon {
 
         var services: [any Service] = [ControllerService(controller: controller), signalling]
         if let control { services.append(control) }
+        if let provisioning { services.append(provisioning) }
         services.append(ButtonService(source: devices.makeButton(), sink: sink, logger: Logger(label: "beeldzorgd.button")))
         if let interval = notifier.watchdogInterval {
             services.append(WatchdogService(interval: interval, sink: sink))

@@ -13,10 +13,22 @@ final class CallLogWriter: Sendable {
     private let logger: Logger
     /// CallFlow's per-process record counter → the record's durable, uploadable id.
     private let ids = Mutex<[CallRecordID: String]>([:])
+    /// Called after a record was queued for upload (a call ended, a callback request).
+    private let queuedHook = Mutex<(@Sendable () -> Void)?>(nil)
 
     init(store: BeeldzorgStore, logger: Logger) {
         self.store = store
         self.logger = logger
+    }
+
+    /// `hook` runs (on the caller's thread, so it must be quick) after each record is queued
+    /// for upload: the uploader's kick.
+    func onQueuedForUpload(_ hook: @escaping @Sendable () -> Void) {
+        queuedHook.withLock { $0 = hook }
+    }
+
+    private func queuedForUpload() {
+        queuedHook.withLock { $0 }?()
     }
 
     func write(_ event: CallLogEvent, at now: Date) {
@@ -33,6 +45,7 @@ final class CallLogWriter: Sendable {
             case .ended(let record, let outcome, let postsTried, let reason):
                 guard let id = ids.withLock({ $0.removeValue(forKey: record) }) else { return }
                 try store.recordEnded(id: id, outcome: Self.outcome(outcome), postsTried: postsTried, failureReason: reason, at: now)
+                queuedForUpload()
             }
         } catch {
             logger.error("call log write failed", metadata: ["event": "\(String(describing: event).prefix { $0 != "(" })", "error": "\(error)"])
@@ -42,6 +55,7 @@ final class CallLogWriter: Sendable {
     func queueCallback(reason: String, at now: Date) {
         do {
             try store.enqueueCallbackRequest(reason: reason, callID: nil, at: now)
+            queuedForUpload()
         } catch {
             logger.error("callback request could not be queued", metadata: ["error": "\(error)"])
         }

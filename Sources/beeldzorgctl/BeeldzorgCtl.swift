@@ -16,7 +16,8 @@ struct BeeldzorgCtl: AsyncParsableCommand {
             """,
         version: BeeldzorgCtl.version,
         subcommands: [StatusCommand.self, CallsCommand.self, ContactsCommand.self, PressCommand.self, DemoCommand.self,
-                      DoctorCommand.self, TestCommand.self, LogsCommand.self, FactoryResetCommand.self]
+                      DoctorCommand.self, TestCommand.self, LogsCommand.self, FactoryResetCommand.self,
+                      ProvisionCommand.self]
     )
 
     static let version = "0.1.0"
