@@ -91,6 +91,8 @@ ip netns exec "$ns" timeout --kill-after=10 "$timeout_s" \
     -monitor unix:"$monitor",server=on,wait=off &
 qemu_pid=$!
 echo "boot-test: qemu pid $qemu_pid, namespace $ns, timeout ${timeout_s}s, serial $serial"
+# TCG timings depend on what else the host runs; say how busy it was.
+load_start="$(cut -d' ' -f1-3 /proc/loadavg)"
 
 monitor_cmd() {
     python3 - "$monitor" "$1" <<'EOF'
@@ -147,6 +149,7 @@ handle_markers
 total_ms=$(( $(now_ms) - start_ms ))
 
 echo
+echo "boot-test: host load average at start $load_start, at end $(cut -d' ' -f1-3 /proc/loadavg) ($(nproc) cores)"
 echo "boot-test: qemu exited with $qemu_rc after $((total_ms / 1000)).$(printf %03d $((total_ms % 1000))) s"
 status=0
 if [ -n "$ready_ms" ]; then
