@@ -125,6 +125,8 @@ packages=(
     libevdev2 libv4l-0 libasound2 libasound2-data libopus0 libvpx7 libsrtp2-1 libsqlite3-0
     libstdc++6 libgcc-s1
     espeak-ng sox
+    # The provisioning client trusts the system's roots when provisioning.ca_file is left out.
+    ca-certificates
 )
 # Only the Debian archive: the build host's other apt sources (vendors' repositories) must
 # not leak into a device image.
