@@ -1,4 +1,5 @@
 import ArgumentParser
+import BeeldzorgConfig
 import Control
 import Foundation
 import Provisioning
@@ -9,7 +10,7 @@ struct ProvisionCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "provision",
         abstract: "Show or run provisioning (contacts and settings from the server) and the call-log upload.",
-        subcommands: [ProvisionStatusCommand.self, ProvisionSyncCommand.self]
+        subcommands: [ProvisionStatusCommand.self, ProvisionSyncCommand.self, ProvisionSetupCommand.self]
     )
 }
 
@@ -98,8 +99,6 @@ struct ProvisionSyncCommand: ParsableCommand {
     @OptionGroup var connection: ConnectionOptions
 
     func run() throws {
-        var options = connection
-        options.socket = connection.socket
         let client = ControlClient(socketPath: connection.socket, timeout: .seconds(15))
         let response: ControlResponse
         do {
@@ -124,5 +123,117 @@ struct ProvisionSyncCommand: ParsableCommand {
             print("upload: \(result.delivered) delivered, \(result.failed) failed, \(result.rejected) rejected; \(result.status.outboxLength) waiting")
         }
         if result.result == "rejected" || result.result == "failed" { throw ExitStatus.problem }
+    }
+}
+
+/// `beeldzorgctl provision setup`: the installer's one command to point a tablet at its
+/// organisation's server: writes the bearer token to its own 0600 file and the
+/// `provisioning:` section into beeldzorgd.yaml (checked as a whole before it is written).
+struct ProvisionSetupCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "setup",
+        abstract: "Write the provisioning token file and the provisioning section of beeldzorgd.yaml.",
+        discussion: """
+            Refuses a configuration that already has a provisioning section (edit it by hand). \
+            Restart beeldzorgd afterwards (systemctl restart beeldzorgd).
+            """
+    )
+
+    @Option(name: .long, help: "https:// URL of this tablet's provisioning document.")
+    var url: String
+
+    @Option(name: .long, help: "Read the bearer token from this file (preferred: it stays out of the process list).")
+    var tokenFile: String?
+
+    @Option(name: .long, help: "The bearer token itself (visible to other local users while this runs; prefer --token-file).")
+    var token: String?
+
+    @Option(name: .long, help: "PEM file with the organisation server's CA, to pin.")
+    var caFile: String?
+
+    @Option(name: .long, help: "Minutes between fetches (1…1440).")
+    var intervalMinutes: Int = 60
+
+    @Option(name: .long, help: "The daemon's configuration file.")
+    var config: String = Configuration.defaultPath
+
+    @Option(name: .long, help: "Where to store the token (mode 0600).")
+    var tokenPath: String = "/etc/beeldzorg/credentials/provisioning-token"
+
+    func validate() throws {
+        guard (tokenFile == nil) != (token == nil) else {
+            throw ValidationError("give exactly one of --token-file and --token")
+        }
+    }
+
+    func run() throws {
+        let secret: String
+        if let tokenFile {
+            guard let text = try? String(contentsOfFile: tokenFile, encoding: .utf8) else {
+                throw ValidationError("cannot read \(tokenFile)")
+            }
+            secret = text.split(whereSeparator: \.isNewline).first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
+        } else {
+            secret = token?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+        }
+        guard !secret.isEmpty, !secret.contains(where: \.isWhitespace) else {
+            throw ValidationError("the token is empty or contains spaces")
+        }
+        guard let current = try? String(contentsOfFile: config, encoding: .utf8) else {
+            fail("cannot read \(config)")
+            throw ExitStatus.problem
+        }
+        if current.split(separator: "\n").contains(where: { $0.hasPrefix("provisioning:") }) {
+            fail("\(config) already has a provisioning section; edit it by hand")
+            throw ExitStatus.problem
+        }
+        var section = "\nprovisioning:\n  url: \(Self.quoted(url))\n  token_file: \(Self.quoted(tokenPath))\n"
+        if let caFile { section += "  ca_file: \(Self.quoted(caFile))\n" }
+        section += "  interval_minutes: \(intervalMinutes)\n"
+        let updated = (current.hasSuffix("\n") ? current : current + "\n") + section
+        // The daemon must accept the result; otherwise nothing is written.
+        do {
+            _ = try Configuration.parse(updated)
+        } catch {
+            fail("the new configuration would be refused: \(error)")
+            throw ExitStatus.problem
+        }
+        do {
+            try Self.writePrivate(secret + "\n", to: tokenPath)
+            try updated.write(toFile: config, atomically: true, encoding: .utf8)
+        } catch {
+            fail("\(error)")
+            throw ExitStatus.problem
+        }
+        print("provisioning: \(url)")
+        print("token written to \(tokenPath) (mode 0600); restart beeldzorgd to use it")
+    }
+
+    private func fail(_ message: String) {
+        FileHandle.standardError.write(Data("beeldzorgctl: \(message)\n".utf8))
+    }
+
+    private static func quoted(_ text: String) -> String {
+        "\"" + text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
+    }
+
+    /// Creates the file with mode 0600 from the start (never readable by others, not even
+    /// briefly), replacing an older one.
+    private static func writePrivate(_ text: String, to path: String) throws {
+        let directory = (path as NSString).deletingLastPathComponent
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
+                                                attributes: [.posixPermissions: 0o700])
+        let temporary = path + ".new"
+        unlink(temporary)
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL, 0o600)
+        guard fd >= 0 else { throw ValidationError("cannot create \(temporary): \(String(cString: strerror(errno)))") }
+        let bytes = Array(text.utf8)
+        let written = write(fd, bytes, bytes.count)
+        fsync(fd)
+        close(fd)
+        guard written == bytes.count, rename(temporary, path) == 0 else {
+            unlink(temporary)
+            throw ValidationError("cannot write \(path)")
+        }
     }
 }

@@ -1,3 +1,4 @@
+import BeeldzorgConfig
 import Control
 import Foundation
 import Testing
@@ -210,5 +211,40 @@ struct ProvisioningIntegrationTests {
         let offlineSync = try runCtl(["provision", "sync"], socket: daemon.socketPath)
         #expect(offlineSync.status == 3)
         #expect(offlineSync.error.contains("beeldzorgd must run"))
+    }
+
+    @Test func setupWritesTheTokenFileAndTheSection() throws {
+        let daemon = try DaemonUnderTest()
+        let directory = daemon.directory.path
+        let given = directory + "/given-token"
+        try "secret-abc\n".write(toFile: given, atomically: true, encoding: .utf8)
+        let tokenPath = directory + "/credentials/provisioning-token"
+        let before = try String(contentsOfFile: daemon.configPath, encoding: .utf8)
+
+        // A plain-http URL is refused and nothing is written.
+        let refused = try runCtl(["provision", "setup", "--url", "http://127.0.0.1/config", "--token-file", given,
+                                  "--config", daemon.configPath, "--token-path", tokenPath], socket: nil)
+        #expect(refused.status == 1)
+        #expect(refused.error.contains("provisioning.url"), "\(refused.error)")
+        #expect(try String(contentsOfFile: daemon.configPath, encoding: .utf8) == before)
+        #expect(!FileManager.default.fileExists(atPath: tokenPath))
+
+        let setup = try runCtl(["provision", "setup", "--url", "https://127.0.0.1:8443/api/v1/tablets/t1/config",
+                                "--token-file", given, "--ca-file", "/etc/beeldzorg/ca.pem", "--interval-minutes", "5",
+                                "--config", daemon.configPath, "--token-path", tokenPath], socket: nil)
+        #expect(setup.status == 0, "\(setup.error)")
+        #expect(try String(contentsOfFile: tokenPath, encoding: .utf8) == "secret-abc\n")
+        let mode = try FileManager.default.attributesOfItem(atPath: tokenPath)[.posixPermissions] as? Int
+        #expect(mode == 0o600)
+        let section = try #require(try Configuration.load(path: daemon.configPath).provisioning)
+        #expect(section.url == "https://127.0.0.1:8443/api/v1/tablets/t1/config")
+        #expect(section.tokenFile == tokenPath && section.caFile == "/etc/beeldzorg/ca.pem" && section.intervalMinutes == 5)
+        #expect(!setup.output.contains("secret-abc"))
+
+        // A second run does not overwrite what is there.
+        let again = try runCtl(["provision", "setup", "--url", "https://127.0.0.1/other", "--token", "x",
+                                "--config", daemon.configPath, "--token-path", tokenPath], socket: nil)
+        #expect(again.status == 1)
+        #expect(try Configuration.load(path: daemon.configPath).provisioning?.url == section.url)
     }
 }
