@@ -49,6 +49,11 @@ public func fuzzOneInput(_ start: UnsafePointer<UInt8>?, _ count: Int) -> CInt {
         _ = SIPNameAddress(String(decoding: bytes, as: UTF8.self))
         _ = SIPVia(String(decoding: bytes, as: UTF8.self))
         _ = SIPCSeq(String(decoding: bytes, as: UTF8.self))
+        // Digest challenges come from the network (401/407): parse, then answer one.
+        if let challenge = DigestChallenge(String(decoding: bytes, as: UTF8.self)) {
+            _ = challenge.authorization(method: "REGISTER", uri: "sip:x", username: "u", password: "p", cnonce: "c",
+                                        nonceCount: 1)
+        }
     }
     return 0
 }

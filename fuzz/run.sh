@@ -14,6 +14,7 @@ swiftc -O -g -sanitize=fuzzer,address -parse-as-library -module-name SIPFuzz \
     fuzz/FuzzSIP.swift \
     Sources/SIP/SIPMessage.swift Sources/SIP/SIPParser.swift Sources/SIP/SIPHeaderValues.swift \
     Sources/SIP/SIPStreamFramer.swift Sources/SIP/SDP.swift Sources/SIP/SDPNegotiation.swift \
+    Sources/SIP/Digest.swift \
     -o "$out/sip-fuzz"
 exec "$out/sip-fuzz" -max_total_time="$seconds" -max_len=8192 -timeout=10 -rss_limit_mb=2048 \
     -print_final_stats=1 -artifact_prefix="$out/" "$out/corpus"
