@@ -67,25 +67,15 @@ final class DeviceSet: Sendable {
     }
 
     func makeCamera() -> (any CameraSource)? {
-        let device = configuration.camera.device
-        if device == "test-pattern" { return TestPatternCamera() }
-        return V4L2Camera(configuration: V4L2CameraConfiguration(devicePath: device), logger: logger)
+        ConfiguredDevice.camera(configuration.camera.device)
     }
 
     func makeMicrophone() -> any AudioSource {
-        let capture = configuration.audio.capture
-        if capture == "silence" { return SilenceSource() }
-        if capture.hasPrefix("tone:"), let hertz = Double(capture.dropFirst(5)) {
-            return ToneSource(frequency: hertz, amplitude: 0.3)
-        }
-        return AlsaCapture(configuration: .capture(pcm: capture), logger: logger)
+        ConfiguredDevice.microphone(configuration.audio.capture)
     }
 
     func makeSpeaker() -> any AudioSink {
-        let playback = configuration.audio.playback
-        // "null": nothing to hear (the demo, tests); a recorder that keeps nothing.
-        if playback == "null" { return RecordingAudioSink(capacity: 0) }
-        return AlsaPlayback(configuration: .playback(pcm: playback), logger: logger)
+        ConfiguredDevice.speaker(configuration.audio.playback)
     }
 
     func makeDisplay() -> any VideoSink {

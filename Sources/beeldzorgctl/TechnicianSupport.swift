@@ -97,140 +97,24 @@ enum DaemonState {
 /// same way the daemon's `DeviceSet` would (stand-ins `test-pattern`, `tone:HZ`, `silence`,
 /// `null` included). The JSON keys match the daemon's `TechnicianCommands` answers.
 enum LocalDevices {
-    struct CameraResult: Codable {
-        var device: String
-        var width: Int
-        var height: Int
-        var pixelFormat: String
-        var requestedFramesPerSecond: Int
-        var frames: Int
-        var seconds: Double
-        var measuredFramesPerSecond: Double
-        var frame: String?
-    }
-
-    struct MicrophoneResult: Codable {
-        var device: String
-        var sampleRate: Int
-        var samples: Int
-        var seconds: Double
-        var rmsDBFS: Double
-        var peakDBFS: Double
-        var clippedSamples: Int
-    }
-
-    struct Failure: Error, CustomStringConvertible {
-        var description: String
-    }
-
-    static func camera(_ configuration: Configuration) -> any CameraSource {
-        let device = configuration.camera.device
-        return device == "test-pattern"
-            ? TestPatternCamera() : V4L2Camera(configuration: V4L2CameraConfiguration(devicePath: device))
-    }
-
-    static func microphone(_ device: String) -> any AudioSource {
-        if device == "silence" { return SilenceSource() }
-        if device.hasPrefix("tone:"), let hertz = Double(device.dropFirst(5)) {
-            return ToneSource(frequency: hertz, amplitude: 0.3)
-        }
-        return AlsaCapture(configuration: .capture(pcm: device))
-    }
+    typealias CameraResult = DeviceCheck.CameraReport
+    typealias MicrophoneResult = DeviceCheck.MicrophoneReport
 
     static func speaker(_ device: String) -> any AudioSink {
-        device == "null" ? RecordingAudioSink(capacity: 0) : AlsaPlayback(configuration: .playback(pcm: device))
+        ConfiguredDevice.speaker(device)
     }
 
     static func grab(_ configuration: Configuration, seconds: Double, keepFrame: Bool) throws -> (CameraResult, VideoFrame?) {
-        let camera = camera(configuration)
-        let device = configuration.camera.device
-        let format: CameraFormat
-        do {
-            format = try camera.open(CameraFormat(width: configuration.camera.width, height: configuration.camera.height,
-                                                  framesPerSecond: configuration.camera.framesPerSecond))
-        } catch {
-            throw Failure(description: "camera \(device) cannot be opened: \(error)")
-        }
-        defer { camera.close() }
-        let clock = ContinuousClock()
-        let start = clock.now
-        var first: ContinuousClock.Instant?
-        var last = start
-        var frames = 0
-        var kept: VideoFrame?
-        while clock.now - start < .milliseconds(Int(seconds * 1000)) {
-            do {
-                kept = try camera.nextFrame()
-            } catch {
-                throw Failure(description: "camera \(device) stopped delivering frames after \(frames): \(error)")
-            }
-            last = clock.now
-            if first == nil { first = last }
-            frames += 1
-        }
-        guard let frame = kept, let first else { throw Failure(description: "camera \(device) delivered no frame") }
-        let span = (last - first).seconds
-        let result = CameraResult(
-            device: device, width: frame.width, height: frame.height, pixelFormat: "I420",
-            requestedFramesPerSecond: format.framesPerSecond, frames: frames, seconds: seconds,
-            measuredFramesPerSecond: frames > 1 && span > 0 ? Double(frames - 1) / span : 0, frame: nil)
+        let camera = configuration.camera
+        let (result, frame) = try DeviceCheck.grab(
+            ConfiguredDevice.camera(camera.device), device: camera.device,
+            format: CameraFormat(width: camera.width, height: camera.height, framesPerSecond: camera.framesPerSecond),
+            seconds: seconds)
         return (result, keepFrame ? frame : nil)
     }
 
     static func record(_ device: String, seconds: Double) throws -> MicrophoneResult {
-        let microphone = microphone(device)
-        let format = AudioFormat()
-        do {
-            try microphone.open(format)
-        } catch {
-            throw Failure(description: "microphone \(device) cannot be opened: \(error)")
-        }
-        defer { microphone.close() }
-        let wanted = Int(seconds * Double(format.sampleRate))
-        let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000) + 2000)
-        var samples: [Int16] = []
-        samples.reserveCapacity(wanted)
-        while samples.count < wanted {
-            guard ContinuousClock.now < deadline else {
-                throw Failure(description: "microphone \(device) delivered only \(samples.count) of \(wanted) samples in time")
-            }
-            do {
-                samples += try microphone.read().prefix(wanted - samples.count)
-            } catch {
-                throw Failure(description: "microphone \(device) failed after \(samples.count) samples: \(error)")
-            }
-        }
-        let level = AudioLevel(samples)
-        return MicrophoneResult(device: device, sampleRate: format.sampleRate, samples: samples.count, seconds: seconds,
-                                rmsDBFS: level.rmsDBFS, peakDBFS: level.peakDBFS, clippedSamples: level.clipped)
-    }
-}
-
-/// RMS and peak of 16-bit samples in dBFS (relative to 32768; silence is −120).
-struct AudioLevel {
-    var rmsDBFS: Double
-    var peakDBFS: Double
-    var clipped: Int
-
-    init(_ samples: [Int16]) {
-        var sumOfSquares = 0.0
-        var peak = 0
-        var clipped = 0
-        for sample in samples {
-            let magnitude = abs(Int(sample))
-            peak = max(peak, magnitude)
-            if magnitude >= 32767 { clipped += 1 }
-            sumOfSquares += Double(sample) * Double(sample)
-        }
-        let rms = samples.isEmpty ? 0 : (sumOfSquares / Double(samples.count)).squareRoot()
-        rmsDBFS = Self.dBFS(rms)
-        peakDBFS = Self.dBFS(Double(peak))
-        self.clipped = clipped
-    }
-
-    static func dBFS(_ level: Double) -> Double {
-        guard level > 0 else { return -120 }
-        return max(-120, 20 * log10(level / 32768))
+        try DeviceCheck.record(ConfiguredDevice.microphone(device), device: device, seconds: seconds)
     }
 }
 
