@@ -124,6 +124,9 @@ public struct Configuration: Sendable, Equatable {
         if transport == .tls && caFile == nil {
             throw root.invalid("ca_file", "required with transport tls: the centrale's CA is pinned")
         }
+        if !edgeProxies.isEmpty && parsedAccount.passwordFile == nil {
+            throw ConfigError(key: "account.password_file", line: nil, message: "required with edge_proxies: REGISTER needs the digest password")
+        }
         if transport == .tls && srtp == .off {
             throw root.invalid("srtp", "must be 'required' when signalling runs over TLS")
         }

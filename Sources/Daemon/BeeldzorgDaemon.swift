@@ -47,7 +47,7 @@ public enum BeeldzorgDaemon {
 
         let signalling = try await SIPCallSignalling.start(
             configuration: configuration, group: group, devices: devices, callLog: callLog,
-            screen: screen, logger: Logger(label: "beeldzorgd.sip")
+            screen: screen, instanceID: instanceID(store, logger: logger), logger: Logger(label: "beeldzorgd.sip")
         )
 
         let controller = CallController(
@@ -138,6 +138,19 @@ public enum BeeldzorgDaemon {
         try? store.close()
         try? await group.shutdownGracefully()
         logger.info("stopped")
+    }
+
+    /// The tablet's RFC 5626 instance id: made once, kept in the store, the same across restarts.
+    static func instanceID(_ store: BeeldzorgStore, logger: Logger) -> String {
+        let key = "sip.instance-id"
+        if let existing = try? store.setting(key), !existing.isEmpty { return existing }
+        let fresh = "urn:uuid:\(UUID().uuidString.lowercased())"
+        do {
+            try store.setSetting(key, to: fresh)
+        } catch {
+            logger.error("instance id could not be stored; a new one is used next start", metadata: ["error": "\(error)"])
+        }
+        return fresh
     }
 
     /// The demo's family contact, so `beeldzorgctl demo call-in` has someone to ring as.

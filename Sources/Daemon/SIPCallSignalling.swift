@@ -59,7 +59,8 @@ final class SIPCallSignalling: CallSignalling, Service, Sendable {
 
     /// Binds the user agent (and starts the demo centrale when configured).
     static func start(configuration: Configuration, group: any EventLoopGroup, devices: DeviceSet,
-                      callLog: CallLogWriter, screen: ConsoleScreen, logger: Logger) async throws -> SIPCallSignalling {
+                      callLog: CallLogWriter, screen: ConsoleScreen, instanceID: String,
+                      logger: Logger) async throws -> SIPCallSignalling {
         var demo: DemoCentrale?
         if configuration.demoCentrale {
             let ports = try configuration.centrale.posts.map { post -> Int in
@@ -78,7 +79,9 @@ final class SIPCallSignalling: CallSignalling, Service, Sendable {
         let userAgent = UserAgent(
             configuration: UserAgentConfiguration(
                 localHost: account.listenHost, localPort: account.listenPort, user: account.user,
-                displayName: account.displayName, srtpRequired: configuration.srtp == .required
+                displayName: account.displayName, srtpRequired: configuration.srtp == .required,
+                transport: userAgentTransport(configuration.transport),
+                tls: tlsTrust(configuration), registration: registration(configuration, instanceID: instanceID, logger: logger)
             ),
             group: group, logger: logger
         )
@@ -88,6 +91,56 @@ final class SIPCallSignalling: CallSignalling, Service, Sendable {
         logger.info("user agent listening", metadata: ["uri": "\(tabletURI)", "transport": "udp"])
         return SIPCallSignalling(configuration: configuration, userAgent: userAgent, demoCentrale: demo, devices: devices,
                                  callLog: callLog, screen: screen, tabletURI: tabletURI, logger: logger)
+    }
+
+    static func userAgentTransport(_ transport: Configuration.Transport) -> UserAgentConfiguration.Transport {
+        switch transport {
+        case .udp: .udp
+        case .tcp: .tcp
+        case .tls: .tls
+        }
+    }
+
+    /// The pinned CA and the first edge proxy's DNS name (SNI and the certificate check).
+    static func tlsTrust(_ configuration: Configuration) -> TLSTrust? {
+        guard configuration.transport == .tls, let caFile = configuration.caFile,
+              let first = configuration.edgeProxies.first else { return nil }
+        return TLSTrust(caFile: caFile, serverName: host(of: first))
+    }
+
+    /// REGISTER through each edge proxy (RFC 5626 outbound), when any are configured.
+    static func registration(_ configuration: Configuration, instanceID: String, logger: Logger) -> RegistrationConfiguration? {
+        guard !configuration.edgeProxies.isEmpty else { return nil }
+        guard let passwordFile = configuration.account.passwordFile else {
+            logger.error("edge proxies configured without account.password_file; not registering")
+            return nil
+        }
+        let suffix = configuration.transport == .udp ? "" : ";transport=\(configuration.transport.rawValue)"
+        let proxies = configuration.edgeProxies.map { uri in
+            EdgeProxy(uri: "sip:" + hostPort(of: uri) + suffix, tlsServerName: configuration.transport == .tls ? host(of: uri) : nil)
+        }
+        return RegistrationConfiguration(
+            domain: configuration.account.domain, authUser: configuration.account.user, passwordFile: passwordFile,
+            instanceID: instanceID, edgeProxies: proxies)
+    }
+
+    /// `sips:edge1.example:5061;lr` → `edge1.example:5061`.
+    static func hostPort(of uri: String) -> String {
+        var text = Substring(uri)
+        if let colon = text.firstIndex(of: ":"), ["sip", "sips"].contains(text[..<colon].lowercased()) {
+            text = text[text.index(after: colon)...]
+        }
+        if let at = text.firstIndex(of: "@") { text = text[text.index(after: at)...] }
+        return String(text.prefix { $0 != ";" && $0 != ">" && $0 != "?" })
+    }
+
+    /// `sips:edge1.example:5061` → `edge1.example`.
+    static func host(of uri: String) -> String {
+        let hostPort = hostPort(of: uri)
+        if hostPort.hasPrefix("["), let close = hostPort.firstIndex(of: "]") {
+            return String(hostPort[hostPort.index(after: hostPort.startIndex)..<close])
+        }
+        return String(hostPort.prefix { $0 != ":" })
     }
 
     func attach(_ sink: AsyncStream<ControllerInput>.Continuation) {
@@ -104,6 +157,7 @@ final class SIPCallSignalling: CallSignalling, Service, Sendable {
         await withGracefulShutdownHandler {
             await withDiscardingTaskGroup { group in
                 group.addTask { await self.watchPostLiveness() }
+                group.addTask { await self.watchRegistration() }
                 for await event in userAgent.events {
                     await handle(event)
                 }
@@ -111,6 +165,28 @@ final class SIPCallSignalling: CallSignalling, Service, Sendable {
             }
         } onGracefulShutdown: {
             Task { await self.userAgent.shutdown() }
+        }
+    }
+
+    /// Registration per edge proxy → CallFlow's `registration(up:)`: up while any proxy holds a
+    /// binding, down when none does.
+    private func watchRegistration() async {
+        var registered: [String: Bool] = [:]
+        var lastReported: Bool?
+        for await event in userAgent.registrationEvents {
+            switch event {
+            case .registered(let proxy, let expires):
+                registered[proxy] = true
+                logger.info("registered", metadata: ["proxy": "\(proxy)", "expires": "\(expires)"])
+            case .failed(let proxy, let reason):
+                registered[proxy] = false
+                logger.warning("registration failed", metadata: ["proxy": "\(proxy)", "reason": "\(reason)"])
+            }
+            let up = registered.values.contains(true)
+            if up != lastReported {
+                lastReported = up
+                report(.registration(up: up))
+            }
         }
     }
 
@@ -425,8 +501,8 @@ final class SIPCallSignalling: CallSignalling, Service, Sendable {
     }
 
     func registrationStatus() async -> [StatusReport.Registration] {
-        configuration.edgeProxies.map {
-            StatusReport.Registration(proxy: $0, state: "notImplemented", detail: "REGISTER comes with the SIP issue")
+        await userAgent.registrationStatus().map {
+            StatusReport.Registration(proxy: $0.proxy, state: $0.state.rawValue, detail: $0.detail.isEmpty ? nil : $0.detail)
         }
     }
 
