@@ -1,4 +1,5 @@
 import ArgumentParser
+import BeeldzorgConfig
 import Control
 import Foundation
 
@@ -10,8 +11,17 @@ struct StatusCommand: ParsableCommand {
 
     @OptionGroup var connection: ConnectionOptions
 
+    @Option(name: .long, help: "The daemon's configuration file, for the checks made when it is not running.")
+    var config: String = ProcessInfo.processInfo.environment["BEELDZORG_CONFIG"] ?? "/etc/beeldzorg/beeldzorgd.yaml"
+
     func run() throws {
-        let response = try connection.send(ControlRequest(cmd: .status))
+        let response: ControlResponse
+        do {
+            response = try connection.send(ControlRequest(cmd: .status))
+        } catch let code as ExitCode where code == ExitStatus.daemonNotRunning {
+            if !connection.json { printOfflineChecks() }
+            throw code
+        }
         if connection.json {
             connection.printJSON(response)
             return
@@ -19,6 +29,29 @@ struct StatusCommand: ParsableCommand {
         let report = try response.decodeResult(StatusReport.self)
         print(Self.render(report))
         if !report.faults.isEmpty { throw ExitStatus.problem }
+    }
+
+    /// Without the daemon: what can be known without opening a camera or microphone — the
+    /// configuration, the store and the button. `doctor` tests the rest.
+    private func printOfflineChecks() {
+        guard let options = try? TechnicianOptions.parse(["--config", config, "--socket", connection.socket]) else { return }
+        let doctor = Doctor(options: options)
+        var checks: [DoctorCommand.Check] = []
+        let configuration: Configuration?
+        switch options.loadConfiguration() {
+        case .success(let loaded):
+            configuration = loaded
+            checks.append(.init(name: "configuration", ok: true, detail: "\(config) loads", fix: nil))
+        case .failure(let error):
+            configuration = nil
+            checks.append(.init(name: "configuration", ok: false, detail: error.description, fix: nil))
+        }
+        checks.append(doctor.storeCheck(configuration, daemon: .notRunning("")))
+        checks.append(doctor.buttonCheck(configuration))
+        print("What can be checked without it (`beeldzorgctl doctor` checks everything):")
+        // The check lines only: doctor's "good to go" verdict does not apply without the daemon.
+        let rendered = DoctorCommand.render(checks.map { var check = $0; check.fix = nil; return check })
+        print(rendered.split(separator: "\n", omittingEmptySubsequences: false).prefix { !$0.isEmpty }.joined(separator: "\n"))
     }
 
     static func render(_ report: StatusReport) -> String {

@@ -122,6 +122,9 @@ import Testing
         let result = try runCtl(["status"], socket: "/tmp/bz-nothing-\(getpid()).sock")
         #expect(result.status == 3)
         #expect(result.error.contains("beeldzorgd is not running"))
+        // …and still says what it can know on its own.
+        #expect(result.output.contains("configuration"))
+        #expect(result.output.contains("store"))
         let json = try runCtl(["status", "--json"], socket: "/tmp/bz-nothing-\(getpid()).sock")
         #expect(json.status == 3)
         #expect(json.output.contains("\"daemon-not-running\""))
