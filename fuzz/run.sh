@@ -10,7 +10,7 @@ seconds="${1:-600}"
 out=.build/fuzz
 mkdir -p "$out/corpus"
 cp -n fuzz/corpus/* "$out/corpus/" 2>/dev/null || true
-swiftc -O -g -sanitize=fuzzer,address -parse-as-library -module-name SIPFuzz \
+swiftc -O -g -sanitize=fuzzer,address -parse-as-library -module-name SIPFuzz -I Sources/CCrypto -lcrypto \
     fuzz/FuzzSIP.swift \
     Sources/SIP/SIPMessage.swift Sources/SIP/SIPParser.swift Sources/SIP/SIPHeaderValues.swift \
     Sources/SIP/SIPStreamFramer.swift Sources/SIP/SDP.swift Sources/SIP/SDPNegotiation.swift \

@@ -6,6 +6,7 @@ set -euo pipefail
 packages=(
     # C libraries behind the system-library targets (pkg-config names in Package.swift)
     pkg-config libevdev-dev libv4l-dev libasound2-dev libopus-dev libvpx-dev libsrtp2-dev
+    libssl-dev  # libcrypto (EVP MD5/SHA-256) for SIP digest auth
     libsqlite3-dev
     # spoken prompts, rendered at build time
     espeak-ng sox
