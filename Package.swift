@@ -55,6 +55,7 @@ let package = Package(
                 "CEvdev", "CV4L2", "CALSA",
                 .product(name: "Logging", package: "swift-log"),
             ],
+                .product(name: "NIOTLS", package: "swift-nio"),
             swiftSettings: strict
         ),
         .target(
@@ -146,6 +147,15 @@ let package = Package(
         .testTarget(name: "BeeldzorgConfigTests", dependencies: ["BeeldzorgConfig"], swiftSettings: strict),
         .testTarget(name: "ControlTests", dependencies: ["Control"], swiftSettings: strict),
         .testTarget(name: "DaemonTests", dependencies: ["Daemon"], swiftSettings: strict),
+        // Prints SIP latency and failover figures (issue 3); also the netns tests' registering side.
+        .executableTarget(
+            name: "sip-benchmark",
+            dependencies: [
+                "SIP", "CallFlow", "DemoCentrale",
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Sources/SIPBenchmark", swiftSettings: strict),
         .testTarget(
             name: "IntegrationTests",
             dependencies: ["Control", "BeeldzorgConfig", "Store"],

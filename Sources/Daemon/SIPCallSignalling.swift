@@ -158,6 +158,7 @@ final class SIPCallSignalling: CallSignalling, Service, Sendable {
             await withDiscardingTaskGroup { group in
                 group.addTask { await self.watchPostLiveness() }
                 group.addTask { await self.watchRegistration() }
+                group.addTask { await self.watchNetwork() }
                 for await event in userAgent.events {
                     await handle(event)
                 }
@@ -187,6 +188,24 @@ final class SIPCallSignalling: CallSignalling, Service, Sendable {
                 lastReported = up
                 report(.registration(up: up))
             }
+        }
+    }
+
+    /// rtnetlink → register again at once when connectivity may have changed (links,
+    /// addresses, routes), instead of waiting for a retry timer. Only with edge proxies.
+    private func watchNetwork() async {
+        guard !configuration.edgeProxies.isEmpty else { return }
+        let watcher = NetworkWatcher(logger: logger)
+        do {
+            try watcher.start()
+        } catch {
+            logger.warning("cannot watch the network; registration waits for its timers", metadata: ["error": "\(error)"])
+            return
+        }
+        await withTaskCancellationHandler {
+            for await _ in watcher.changes { await userAgent.networkChanged() }
+        } onCancel: {
+            watcher.stop()
         }
     }
 

@@ -93,6 +93,20 @@ struct ConfigurationError: Error, CustomStringConvertible {
 
 enum RegistrationTimer: Hashable {
     case refresh, retry, keepalive, pongTimeout
+    /// UDP: the STUN keepalive request again (RFC 5389 retransmission, T1 doubling).
+    case keepaliveRetransmit
+}
+
+/// How a UDP flow is kept alive and checked (RFC 5626 §4.4.2). TCP/TLS always use CRLF.
+enum UDPKeepalive: Equatable {
+    /// No answer yet: STUN is tried first.
+    case unknown
+    /// The edge proxy answers STUN Binding requests (Kamailio with its `stun` module).
+    case stun
+    /// STUN went unanswered; an OPTIONS to the edge proxy decides whether it is there at all.
+    case optionsTrial
+    /// The edge proxy answers OPTIONS but not STUN: OPTIONS it is, for this flow.
+    case options
 }
 
 /// Protocol state of one edge proxy's registration; owned by the `UserAgent` actor.
@@ -125,8 +139,17 @@ final class RegistrationFlow {
     /// Challenges answered since the last success or failure; a second 401/407 in a row
     /// means the credentials are wrong (servers send a fresh nonce each time).
     var authAttempts = 0
-    /// A CRLF ping is out and its pong has not come.
+    /// A keepalive (CRLF ping, STUN or OPTIONS) is out and its answer has not come.
     var awaitingPong = false
+    /// nil until the first keepalive of this registration; then whether the last was answered.
+    var keepaliveAnswered: Bool?
+    var udpKeepalive = UDPKeepalive.unknown
+    /// The outstanding STUN request's transaction id, and its retransmission interval.
+    var stunTransaction: [UInt8]?
+    var stunInterval: Duration = .milliseconds(500)
+    /// Where the edge proxy last saw us from (XOR-MAPPED-ADDRESS); a change means a NAT
+    /// rebound the flow, and we register again (RFC 5626 §4.4.2).
+    var mappedAddress: SocketAddress?
 
     init(index: Int, proxy: EdgeProxy, destination: SocketAddress, proxyURI: SIPURI, callID: String, expires: Int) {
         self.index = index
@@ -148,7 +171,8 @@ extension UserAgent {
             switch flow.state {
             case .registering: RegistrationStatus(proxy: flow.proxy.uri, state: .registering, detail: "")
             case .registered(let expires):
-                RegistrationStatus(proxy: flow.proxy.uri, state: .registered, detail: "expires \(expires) s")
+                RegistrationStatus(proxy: flow.proxy.uri, state: .registered,
+                                   detail: "expires \(expires) s; \(keepaliveDescription(flow))")
             case .waiting(let reason):
                 RegistrationStatus(proxy: flow.proxy.uri, state: .failed, detail: reason)
             case .stopped:
@@ -157,14 +181,38 @@ extension UserAgent {
         }
     }
 
-    /// Connectivity came back (netlink): re-register every flow that is not registered now,
-    /// instead of waiting for its backoff timer; registered flows are refreshed too, since
-    /// their connection may have died with the old address.
+    /// Connectivity may have changed (`NetworkWatcher`): re-register every flow at once instead
+    /// of waiting for its backoff timer. Registered flows are redone too: their connection may
+    /// have died with the old address or route (RFC 5626 §4.4 wants a new flow then), so a
+    /// TCP/TLS connection is closed and dialled again rather than trusted.
     public func networkChanged() {
+        guard !stopped else { return }
+        logger.info("network changed; registering again", metadata: ["flows": "\(flows.count)"])
         for flow in flows where flow.state != .stopped {
             flow.failures = 0
+            flow.awaitingPong = false
+            flow.mappedAddress = nil  // a new address is expected now, not a NAT rebinding
+            cancelTimer(.registration(flow.index, .pongTimeout))
+            cancelTimer(.registration(flow.index, .keepaliveRetransmit))
+            streamTransport?.disconnect(flow.destination)
             sendRegister(flow)
         }
+    }
+
+    /// For status: how the flow is kept alive and whether the last keepalive was answered.
+    private func keepaliveDescription(_ flow: RegistrationFlow) -> String {
+        let method = switch (reliable, flow.udpKeepalive) {
+        case (true, _): "CRLF"
+        case (false, .unknown), (false, .stun): "STUN"
+        case (false, .optionsTrial): "STUN unanswered, trying OPTIONS"
+        case (false, .options): "OPTIONS (edge proxy does not answer STUN)"
+        }
+        let answered = switch flow.keepaliveAnswered {
+        case nil: "none sent yet"
+        case true?: flow.awaitingPong ? "answered, next one out" : "answered"
+        case false?: "waiting for an answer"
+        }
+        return "flow keepalive \(method): \(answered)"
     }
 
     // MARK: - Lifecycle
@@ -280,9 +328,9 @@ extension UserAgent {
             // Refresh at about half the granted time (RFC 5626 §4.4.1 says before expiry; half
             // leaves room for a retry or two).
             startTimer(.registration(index, .refresh), after: .milliseconds(max(500, granted * 500)))
-            if reliable {
-                startTimer(.registration(index, .keepalive), after: keepaliveInterval)
-            }
+            // RFC 5626 §4.4: keep the flow alive and learn early when it dies (CRLF on TCP/TLS,
+            // STUN or OPTIONS on UDP).
+            startTimer(.registration(index, .keepalive), after: keepaliveInterval)
         case 401, 407:
             let header = response.status == 401 ? "WWW-Authenticate" : "Proxy-Authenticate"
             guard let challenge = DigestChallenge.best(of: response.headers.values(header)) else {
@@ -334,6 +382,8 @@ extension UserAgent {
     private func registrationFailed(_ flow: RegistrationFlow, reason: String) {
         cancelTimer(.registration(flow.index, .keepalive))
         cancelTimer(.registration(flow.index, .pongTimeout))
+        cancelTimer(.registration(flow.index, .keepaliveRetransmit))
+        flow.keepaliveAnswered = nil
         cancelTimer(.registration(flow.index, .refresh))
         flow.state = .waiting(reason: reason)
         flow.authAttempts = 0
@@ -368,23 +418,107 @@ extension UserAgent {
         case .refresh, .retry:
             sendRegister(flow)
         case .keepalive:
-            guard case .registered = flow.state, reliable else { return }
+            guard case .registered = flow.state else { return }
             if flow.awaitingPong {
                 registrationTimerFired(index, .pongTimeout)
                 return
             }
-            // RFC 5626 §4.4.1: CRLFCRLF ping; the server answers with a CRLF pong.
             flow.awaitingPong = true
-            send([13, 10, 13, 10], to: flow.destination)
+            if flow.keepaliveAnswered == nil { flow.keepaliveAnswered = false }
             startTimer(.registration(index, .pongTimeout),
                        after: configuration.registration?.pongTimeout ?? .seconds(10))
             startTimer(.registration(index, .keepalive), after: keepaliveInterval)
+            sendKeepalive(flow)
+        case .keepaliveRetransmit:
+            guard flow.awaitingPong, let transaction = flow.stunTransaction else { return }
+            send(STUN.bindingRequest(transaction: transaction), to: flow.destination)
+            flow.stunInterval = min(flow.stunInterval * 2, configuration.timerT2)
+            startTimer(.registration(index, .keepaliveRetransmit), after: flow.stunInterval)
         case .pongTimeout:
             guard flow.awaitingPong, case .registered = flow.state else { return }
-            logger.warning("no keepalive pong; flow dead", metadata: ["proxy": "\(flow.proxy.uri)"])
+            cancelTimer(.registration(index, .keepaliveRetransmit))
+            flow.stunTransaction = nil
+            if !reliable, flow.udpKeepalive == .unknown {
+                // Never heard STUN from this edge proxy: it may simply have no STUN server.
+                // Whether it is there at all, an OPTIONS tells (any response will do).
+                logger.notice("edge proxy did not answer STUN; asking OPTIONS", metadata: ["proxy": "\(flow.proxy.uri)"])
+                flow.udpKeepalive = .optionsTrial
+                startTimer(.registration(index, .pongTimeout),
+                           after: configuration.registration?.pongTimeout ?? .seconds(10))
+                startTimer(.registration(index, .keepalive), after: keepaliveInterval)
+                sendOptionsKeepalive(flow)
+                return
+            }
+            flow.keepaliveAnswered = false
+            logger.warning("no keepalive answer; flow dead", metadata: ["proxy": "\(flow.proxy.uri)"])
             streamTransport?.disconnect(flow.destination)
-            flowBroke(flow, reason: "no keepalive pong from edge proxy")
+            let method = switch flow.udpKeepalive {
+            case .stun: "STUN"
+            case .options: "OPTIONS"
+            case .unknown, .optionsTrial: "neither STUN nor OPTIONS"
+            }
+            flowBroke(flow, reason: reliable ? "no keepalive pong from edge proxy"
+                : "no keepalive answer (\(method)) from edge proxy")
         }
+    }
+
+    /// RFC 5626 §4.4.1 CRLFCRLF on TCP/TLS (the server answers CRLF); on UDP a STUN Binding
+    /// request (§4.4.2), or OPTIONS when this edge proxy has shown it does not answer STUN.
+    private func sendKeepalive(_ flow: RegistrationFlow) {
+        if reliable {
+            send([13, 10, 13, 10], to: flow.destination)
+            return
+        }
+        switch flow.udpKeepalive {
+        case .unknown, .stun:
+            let transaction = STUN.newTransaction()
+            flow.stunTransaction = transaction
+            flow.stunInterval = configuration.timerT1
+            send(STUN.bindingRequest(transaction: transaction), to: flow.destination)
+            startTimer(.registration(flow.index, .keepaliveRetransmit), after: flow.stunInterval)
+        case .optionsTrial, .options:
+            sendOptionsKeepalive(flow)
+        }
+    }
+
+    /// OPTIONS to the edge proxy itself; any final response means it is there.
+    private func sendOptionsKeepalive(_ flow: RegistrationFlow) {
+        let branch = newBranch()
+        var headers = SIPHeaders()
+        headers.add("Via", via(branch))
+        headers.add("Max-Forwards", "70")
+        headers.add("From", "<\(localURI)>;tag=\(randomToken(8))")
+        headers.add("To", "<\(flow.proxy.uri)>")
+        headers.add("Call-ID", randomToken(16) + "@" + configuration.localHost)
+        headers.add("CSeq", "1 OPTIONS")
+        headers.add("User-Agent", configuration.userAgentHeader)
+        let request = SIPRequest(method: .options, uri: flow.proxy.uri, headers: headers)
+        let index = flow.index
+        startClientTransaction(request, branch: branch, to: flow.destination,
+                               timeout: configuration.registration?.pongTimeout ?? .seconds(10)) { response in
+            guard let response else { return }  // the pong timeout decides
+            Task { await self.optionsKeepaliveAnswered(index, status: response.status) }
+        }
+    }
+
+    private func optionsKeepaliveAnswered(_ index: Int, status: Int) {
+        guard !stopped, flows.indices.contains(index) else { return }
+        let flow = flows[index]
+        guard flow.awaitingPong, case .registered = flow.state else { return }
+        if flow.udpKeepalive == .optionsTrial {
+            logger.notice("edge proxy answers OPTIONS but not STUN; keepalive with OPTIONS",
+                          metadata: ["proxy": "\(flow.proxy.uri)", "status": "\(status)"])
+            flow.udpKeepalive = .options
+        }
+        keepaliveAnswered(flow)
+    }
+
+    private func keepaliveAnswered(_ flow: RegistrationFlow) {
+        flow.awaitingPong = false
+        flow.keepaliveAnswered = true
+        flow.stunTransaction = nil
+        cancelTimer(.registration(flow.index, .pongTimeout))
+        cancelTimer(.registration(flow.index, .keepaliveRetransmit))
     }
 
     func transportEvent(_ event: TransportEvent) {
@@ -393,9 +527,22 @@ extension UserAgent {
         case .connected:
             break
         case .pong(let source):
-            for flow in flows where flow.destination == source {
-                flow.awaitingPong = false
-                cancelTimer(.registration(flow.index, .pongTimeout))
+            for flow in flows where flow.destination == source { keepaliveAnswered(flow) }
+        case .stunAnswer(let source, let transaction, let mapped):
+            for flow in flows where flow.destination == source && flow.stunTransaction == transaction {
+                if flow.udpKeepalive != .stun {
+                    logger.info("edge proxy answers STUN keepalives", metadata: ["proxy": "\(flow.proxy.uri)"])
+                    flow.udpKeepalive = .stun
+                }
+                keepaliveAnswered(flow)
+                guard let mapped else { continue }
+                let previous = flow.mappedAddress
+                flow.mappedAddress = mapped
+                if let previous, previous != mapped, case .registered = flow.state {
+                    logger.notice("our address as the edge proxy sees it changed; registering again",
+                                  metadata: ["proxy": "\(flow.proxy.uri)"])
+                    sendRegister(flow)
+                }
             }
         case .connectFailed(let destination, let reason):
             logger.warning("connection failed", metadata: ["peer": "\(destination)", "reason": "\(reason)"])
@@ -419,8 +566,12 @@ extension UserAgent {
         guard case .registered = flow.state else { return }
         cancelTimer(.registration(flow.index, .keepalive))
         cancelTimer(.registration(flow.index, .pongTimeout))
+        cancelTimer(.registration(flow.index, .keepaliveRetransmit))
         flow.state = .waiting(reason: reason)
         flow.awaitingPong = false
+        flow.keepaliveAnswered = nil
+        flow.stunTransaction = nil
+        flow.udpKeepalive = .unknown  // learnt again on the new flow
         flow.authAttempts = 0
         registrationContinuation.yield(.failed(proxy: flow.proxy.uri, reason: reason))
         logger.warning("flow to edge proxy lost; registering again", metadata: ["proxy": "\(flow.proxy.uri)"])

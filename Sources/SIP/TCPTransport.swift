@@ -1,7 +1,7 @@
 import NIOCore
 import NIOPosix
 import NIOSSL
-import NIOTLS  // TLSUserEvent; a dependency of NIOSSL, not declared separately
+import NIOTLS  // TLSUserEvent
 import Synchronization
 
 /// What a connection-oriented transport tells the user agent besides messages: flows coming
@@ -15,6 +15,9 @@ enum TransportEvent: Sendable, Equatable {
     case closed(SocketAddress)
     /// A CRLF pong arrived on a flow we opened.
     case pong(SocketAddress)
+    /// UDP: a STUN Binding success (our keepalive's answer) with the address the edge proxy
+    /// saw us from (RFC 5626 §4.4.2).
+    case stunAnswer(SocketAddress, transaction: [UInt8], mapped: SocketAddress?)
 }
 
 /// TLS client settings: the server certificate must chain to `caFile` (no system roots) and

@@ -133,8 +133,12 @@ public actor UserAgent {
         let datagrams: AsyncStream<InboundDatagram>
         switch configuration.transport {
         case .udp:
-            (bound, datagrams) = try await UDPTransport.bind(
+            let (udp, udpDatagrams, transportEvents) = try await UDPTransport.bind(
                 host: configuration.localHost, port: configuration.localPort, group: group)
+            (bound, datagrams) = (udp, udpDatagrams)
+            transportEventTask = Task {
+                for await event in transportEvents { self.transportEvent(event) }  // STUN keepalive answers
+            }
         case .tcp, .tls:
             var tls: TLSClientSettings?
             if configuration.transport == .tls {

@@ -86,14 +86,19 @@ final class Kamailio {
     let tlsPort: Int
     let password: String
     let algorithm: String
+    /// The address it listens on: 127.0.0.1, or the host end of a test's veth pair.
+    let host: String
+    /// Whether it answers STUN on its UDP port (the `stun` module), for RFC 5626 UDP keepalives.
+    let stun: Bool
     private(set) var process: Process?
     private let logURL: URL
 
-    var udpURI: String { "sip:127.0.0.1:\(udpPort)" }
-    var tcpURI: String { "sip:127.0.0.1:\(tcpPort);transport=tcp" }
-    var tlsURI: String { "sip:127.0.0.1:\(tlsPort);transport=tls" }
+    var udpURI: String { "sip:\(host):\(udpPort)" }
+    var tcpURI: String { "sip:\(host):\(tcpPort);transport=tcp" }
+    var tlsURI: String { "sip:\(host):\(tlsPort);transport=tls" }
 
-    init(certificates: TestCertificates, password: String, algorithm: String = "MD5") async throws {
+    init(certificates: TestCertificates, password: String, algorithm: String = "MD5", host: String = "127.0.0.1",
+         stun: Bool = true) async throws {
         try #require(FileManager.default.isExecutableFile(atPath: Self.binary),
                      "kamailio is not installed: apt-get install kamailio kamailio-tls-modules")
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("kamailio-\(UUID().uuidString)")
@@ -105,6 +110,8 @@ final class Kamailio {
         tlsPort = tls
         self.password = password
         self.algorithm = algorithm
+        self.host = host
+        self.stun = stun
         logURL = directory.appendingPathComponent("kamailio.log")
         let d = directory.path
         try """
@@ -132,9 +139,9 @@ final class Kamailio {
         tcp_children=2
         auto_aliases=no
         enable_tls=yes
-        listen=udp:127.0.0.1:\(udpPort)
-        listen=tcp:127.0.0.1:\(tcpPort)
-        listen=tls:127.0.0.1:\(tlsPort)
+        listen=udp:\(host):\(udpPort)
+        listen=tcp:\(host):\(tcpPort)
+        listen=tls:\(host):\(tlsPort)
         tcp_connection_lifetime=3605
         tcp_accept_no_cl=yes
         mpath="/usr/lib/x86_64-linux-gnu/kamailio/modules/"
@@ -155,6 +162,7 @@ final class Kamailio {
         loadmodule "nathelper.so"
         loadmodule "ctl.so"
         loadmodule "tls.so"
+        \(stun ? "loadmodule \"stun.so\"" : "")
 
         modparam("ctl", "binrpc", "unix:\(d)/kamailio_ctl")
         modparam("tls", "config", "\(d)/tls.cfg")
@@ -250,7 +258,7 @@ final class Kamailio {
 
     private func accepts(_ port: Int) async -> Bool {
         guard let channel = try? await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .connectTimeout(.milliseconds(200)).connect(host: "127.0.0.1", port: port).get()
+            .connectTimeout(.milliseconds(200)).connect(host: host, port: port).get()
         else { return false }
         try? await channel.close()
         return true

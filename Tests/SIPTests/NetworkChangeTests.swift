@@ -1,0 +1,85 @@
+import Foundation
+import Testing
+
+/// Issue 3, "network changes": the registering side (`sip-benchmark register`) runs in a
+/// network namespace of the test's own, Kamailio on the host end of the veth pair. The link is
+/// taken down long enough for registration to fail and fall back to its backoff timer (15 s at
+/// the least here), then brought up: with the netlink watcher it registers again at once;
+/// without it (the control case) it waits for the timer.
+@Suite(.serialized, .enabled(if: NetworkNamespace.available, "needs root and ip(8)"))
+struct NetworkChangeTests {
+    static let password = "pw-Nl3t-link"
+
+    /// The built `sip-benchmark`, next to the test bundle.
+    static var benchmark: String {
+        var url = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        while url.pathComponents.count > 1 {
+            url.deleteLastPathComponent()
+            let candidate = url.appendingPathComponent("sip-benchmark")
+            if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate.path }
+        }
+        return FileManager.default.currentDirectoryPath + "/.build/debug/sip-benchmark"
+    }
+
+    /// Registers from inside a namespace, cuts the link until registration has failed for good
+    /// (its REGISTER ran out of Timer F), brings the link up and returns how long it then took
+    /// to be registered again, or nil if it did not happen within `within`.
+    func linkDownUp(watchNetwork: Bool, within: Duration) async throws -> Duration? {
+        let namespace = try NetworkNamespace()
+        defer { namespace.remove() }
+        let certificates = try TestCertificates()
+        let kamailio = try await Kamailio(certificates: certificates, password: Self.password,
+                                          host: namespace.hostAddress)
+        defer { kamailio.stop() }
+        try await kamailio.waitUntilReady()
+        let passwordFile = certificates.directory.appendingPathComponent("password").path
+        try "\(Self.password)\n".write(toFile: passwordFile, atomically: true, encoding: .utf8)
+        // Backoff 30 s: after a failure the retry timer waits at least 15 s. T1 100 ms: a
+        // REGISTER gives up after 6.4 s (Timer F), so no retransmission is left to mask the
+        // watcher once the link is back.
+        var arguments = ["register", "--proxy", kamailio.udpURI, "--user", "tablet", "--domain", Kamailio.realm,
+                         "--password-file", passwordFile, "--local-host", namespace.tabletAddress,
+                         "--backoff-ms", "30000", "--keepalive-ms", "1000", "--t1-ms", "100", "--expires", "600"]
+        if watchNetwork { arguments.append("--watch-network") }
+        let (_, lines) = try namespace.launch(Self.benchmark, arguments)
+        _ = try await lines.next("ready", timeout: .seconds(10))
+        _ = try await lines.next("registered", timeout: .seconds(10))
+
+        try namespace.setTabletLink(up: false)
+        // The keepalive notices the dead flow; the REGISTER that follows runs out of time.
+        let noticed = try await lines.next("failed", timeout: .seconds(10)).line
+        print("link down noticed: \(noticed)")
+        _ = try await lines.next("failed \(kamailio.udpURI) no response", timeout: .seconds(20))
+        lines.consumeAll()
+
+        let up = ContinuousClock.now
+        try namespace.setTabletLink(up: true)
+        guard let registered = try? await lines.next("registered", timeout: within) else {
+            print("not registered within \(within) of link up (watcher \(watchNetwork ? "on" : "off"))")
+            return nil
+        }
+        let elapsed = registered.at - up
+        print("link up → registered again: \(wholeMilliseconds(elapsed)) ms (watcher \(watchNetwork ? "on" : "off"))")
+        #expect(kamailio.log.components(separatedBy: "REGISTER accepted for tablet").count - 1 >= 2)
+        return elapsed
+    }
+
+    @Test func linkDownAndUpRegistersAgainAtOnce() async throws {
+        let elapsed = try await linkDownUp(watchNetwork: true, within: .seconds(10))
+        // Generous: anything under the 15 s backoff floor can only have come from the watcher.
+        #expect(elapsed != nil, "not registered again within 10 s of the link coming up")
+    }
+
+    /// The control: without the watcher nothing re-registers until the backoff timer, so the
+    /// test above does measure the watcher.
+    @Test func withoutTheWatcherItWaitsForTheTimer() async throws {
+        let elapsed = try await linkDownUp(watchNetwork: false, within: .seconds(8))
+        #expect(elapsed == nil, "registered again without the watcher, after \(elapsed.map { "\($0)" } ?? "")")
+    }
+}
+
+/// Whole milliseconds, for printed figures.
+func wholeMilliseconds(_ duration: Duration) -> Int {
+    let (seconds, attoseconds) = duration.components
+    return Int(seconds) * 1000 + Int(attoseconds / 1_000_000_000_000_000)
+}
