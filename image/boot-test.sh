@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
 # Boots the test image (image/build.sh makes it) under QEMU with software emulation and
-# checks, from the guest's serial console, that the tablet works end to end:
-#   power-on -> beeldzorgd READY=1 -> a button press (virtio keyboard, `sendkey ret` on the
-#   monitor) -> a call answered by the demo centrale with SRTP media both ways ->
+# checks, from the guest's serial console and the host-side peers, that the tablet works end
+# to end:
+#   power-on -> provisioning from the ESP -> beeldzorgd READY=1 -> registered at Kamailio over
+#   TLS (a test CA made here, digest auth) -> a button press (virtio keyboard, `sendkey ret`
+#   on the monitor) -> a baresip post behind Kamailio answers -> SRTP media both ways (the
+#   post records the guest's tone; the guest decodes the post's audio and video) ->
 #   `beeldzorgctl doctor --json` -> a long press hangs up -> clean power-off.
 #
 #   image/boot-test.sh [TEST-IMAGE]        default image/out/beeldzorg-test.img
 #
 # The image itself is not changed: a sparse copy gets the test configuration on its ESP
-# (image/test/provision/, where an installer puts a tablet's provisioning files). The guest
-# sits on a tap in a network namespace this script creates and deletes (10.88.0.0/24, no
-# route anywhere else). Exit status 0 only if every step passed. The serial log is kept in
-# image/out/boot-test-serial.log (BZ_OUT overrides image/out).
+# (image/test/provision/, plus the SIP password and the test CA made here, where an installer
+# puts a tablet's provisioning files). The guest sits on a tap in a network namespace this
+# script creates and deletes (10.88.0.0/24, no route anywhere else); Kamailio and baresip
+# (image/test/host-peers.sh) run in that namespace on 10.88.0.1. Exit status 0 only if every
+# step passed. Kept in image/out/ (BZ_OUT overrides it): boot-test-serial.log and the peers'
+# logs and recording (boot-test-peers/).
 # Environment: BZ_TIMEOUT (seconds for the whole boot, default 480), BZ_QEMU_MEM (MiB, 1536).
 set -euo pipefail
 
@@ -24,10 +29,12 @@ ovmf_code=/usr/share/OVMF/OVMF_CODE_4M.fd
 ovmf_vars=/usr/share/OVMF/OVMF_VARS_4M.fd
 
 missing=()
-for pair in qemu-system-x86_64:qemu-system-x86 mcopy:mtools sfdisk:fdisk ip:iproute2 python3:python3 timeout:coreutils; do
+for pair in qemu-system-x86_64:qemu-system-x86 mcopy:mtools sfdisk:fdisk ip:iproute2 python3:python3 timeout:coreutils \
+            kamailio:kamailio baresip:baresip-core openssl:openssl; do
     command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
 done
 [ -f "$ovmf_code" ] || missing+=(ovmf)
+[ -f /usr/lib/x86_64-linux-gnu/kamailio/modules/tls.so ] || missing+=(kamailio-tls-modules)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "boot-test: missing host packages: ${missing[*]}" >&2; exit 2
 fi
@@ -39,6 +46,13 @@ ns="bztest-$$"
 tap=bztap0
 serial="$tmp/serial.log"
 monitor="$tmp/monitor.sock"
+peers="$tmp/peers"
+peers_sh="$repo/image/test/host-peers.sh"
+# The centrale's name and address on the test network; the test image's /etc/hosts has them.
+centrale_name=sip.beeldzorg.test
+centrale_addr=10.88.0.1
+# The tone the guest plays into its microphone (test/rootfs/.../image-test).
+guest_tone_hz=1000
 qemu_pid=""
 
 cleanup() {
@@ -46,9 +60,15 @@ cleanup() {
         kill "$qemu_pid" 2>/dev/null || true
         wait "$qemu_pid" 2>/dev/null || true
     fi
+    "$peers_sh" stop "$peers" 2>/dev/null || true
     ip netns del "$ns" 2>/dev/null || true
     mkdir -p "$out"
     [ -f "$serial" ] && cp "$serial" "$out/boot-test-serial.log"
+    rm -rf "$out/boot-test-peers"
+    if [ -d "$peers" ]; then
+        mkdir -p "$out/boot-test-peers"
+        cp -r "$peers"/*.log "$peers"/*.cfg "$peers/recordings" "$out/boot-test-peers/" 2>/dev/null || true
+    fi
     rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -60,7 +80,15 @@ cp --sparse=always "$image" "$tmp/disk.img"
 esp_start=$(sfdisk -d "$tmp/disk.img" | sed -n 's/^[^ ]*1 : start= *\([0-9]*\),.*/\1/p')
 [ -n "$esp_start" ] || { echo "boot-test: no partition 1 in $image" >&2; exit 2; }
 esp="$tmp/disk.img@@$(( esp_start * 512 ))"
-for f in "$repo"/image/test/provision/*; do
+# The centrale's test CA and the tablet's SIP password, made now (nothing secret is committed).
+"$peers_sh" certs "$peers" "$centrale_name" "$centrale_addr"
+cp "$peers/ca.crt" "$tmp/centrale-ca.pem"
+# The technician's password, as an installer provides it; the guest test checks it against
+# /etc/shadow with the copy in a file provisioning leaves alone.
+head -c 9 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$tmp/tech-password"
+cp "$tmp/tech-password" "$tmp/image-test-tech-password"
+for f in "$repo"/image/test/provision/* "$tmp/centrale-ca.pem" "$peers/sip-password" \
+         "$tmp/tech-password" "$tmp/image-test-tech-password"; do
     mcopy -o -i "$esp" "$f" "::/beeldzorg/provision/$(basename "$f")"
 done
 cp "$ovmf_vars" "$tmp/OVMF_VARS.fd"
@@ -91,6 +119,14 @@ ip netns exec "$ns" timeout --kill-after=10 "$timeout_s" \
     -monitor unix:"$monitor",server=on,wait=off &
 qemu_pid=$!
 echo "boot-test: qemu pid $qemu_pid, namespace $ns, timeout ${timeout_s}s, serial $serial"
+# The centrale on the host side, once QEMU holds the tap (baresip takes its address from it);
+# the guest needs half a minute to boot and retries its REGISTER anyway.
+peers_ok=1
+if ! ip netns exec "$ns" "$peers_sh" start "$peers" "$centrale_name" "$centrale_addr" "$tap"; then
+    echo "boot-test: FAIL: the host-side peers did not start"
+    peers_ok=0
+    kill "$qemu_pid" 2>/dev/null || true
+fi
 # TCG timings depend on what else the host runs; say how busy it was.
 load_start="$(cut -d' ' -f1-3 /proc/loadavg)"
 
@@ -168,4 +204,22 @@ case "$qemu_rc" in
     124|137) echo "boot-test: FAIL: timed out after ${timeout_s}s"; status=1 ;;
     *) echo "boot-test: FAIL: qemu exit status $qemu_rc"; status=1 ;;
 esac
+# The other end of the call: Kamailio saw the tablet register and call over TLS, and the post
+# established an SRTP call and recorded the guest's tone.
+if [ "$peers_ok" -eq 1 ]; then
+    "$peers_sh" stop "$peers"
+    if grep -q -i "REGISTER accepted for tablet-test over TLS" "$peers/kamailio.log"; then
+        echo "boot-test: kamailio: tablet-test registered over TLS"
+    else
+        echo "boot-test: FAIL: kamailio never accepted a TLS REGISTER from tablet-test"; status=1
+    fi
+    if grep -q -i "INVITE authenticated for tablet-test over TLS" "$peers/kamailio.log"; then
+        echo "boot-test: kamailio: tablet-test's INVITE authenticated over TLS"
+    else
+        echo "boot-test: FAIL: kamailio never authenticated an INVITE from tablet-test over TLS"; status=1
+    fi
+    "$peers_sh" check "$peers" "$guest_tone_hz" || status=1
+else
+    status=1
+fi
 exit "$status"

@@ -132,6 +132,14 @@ packages=(
 # not leak into a device image.
 # Documentation, manuals and translations are not needed on a tablet (copyright files stay).
 if [ "$reuse_base" -eq 0 ] || [ ! -f "$base/etc/os-release" ]; then
+    # The archive first, with apt's own downloader (the host's apt proxy settings apply): an
+    # unreachable archive is a clear failure here, not somewhere inside mmdebstrap.
+    if ! timeout 90 /usr/lib/apt/apt-helper download-file "$mirror/dists/$suite/InRelease" \
+            "$work/InRelease.check" >/dev/null 2>"$work/archive-check.err"; then
+        sed 's/^/  /' "$work/archive-check.err" >&2
+        die "the Debian archive $mirror is unreachable from this machine; the image is built from it (mmdebstrap). Set BZ_MIRROR (and BZ_SECURITY_MIRROR) to a reachable mirror."
+    fi
+    rm -f "$work/InRelease.check" "$work/archive-check.err"
     rm -rf "$base"
     mmdebstrap --variant=essential --arch=amd64 \
         --include="$(IFS=,; echo "${packages[*]}")" \
@@ -172,14 +180,18 @@ install -m0644 "$repo/udev/70-beeldzorg.hwdb"                 "$rootfs/usr/lib/u
 cp -a "$image_dir/rootfs/." "$rootfs/"
 chmod 0755 "$rootfs/usr/libexec/beeldzorg/"*
 systemd-sysusers --root="$rootfs"
-systemd-tmpfiles --root="$rootfs" --create beeldzorg.conf
+systemd-tmpfiles --root="$rootfs" --create beeldzorg.conf beeldzorg-technician.conf
 systemd-hwdb --root="$rootfs" update --usr
 systemctl --root="$rootfs" enable beeldzorgd.service beeldzorg-provision.service \
     systemd-networkd.service systemd-resolved.service systemd-timesyncd.service
-# No password logins: root is locked and no other account has a password. systemd-boot's
-# editor is off (loader.conf), so nobody can add init=/bin/sh at the boot menu.
+# No password logins: root is locked and no account has a password. The technician account
+# `tech` (serial console only; image/rootfs/usr/lib/sysusers.d/) stays locked until
+# provisioning sets its password (tech-password on the ESP). systemd-boot's editor is off
+# (loader.conf), so nobody can add init=/bin/sh at the boot menu.
 sed -i -E 's/^root:[^:]*:/root:*:/' "$rootfs/etc/shadow"
 if awk -F: '$2 == "" {bad=1} END {exit !bad}' "$rootfs/etc/shadow"; then die "an account with an empty password"; fi
+if awk -F: '$2 !~ /^[!*]/ {bad=1} END {exit !bad}' "$rootfs/etc/shadow"; then die "an account with a usable password"; fi
+grep -q '^tech:' "$rootfs/etc/passwd" || die "no technician account tech"
 # An empty machine-id: each tablet generates its own at its first boot and commits it
 # (systemd-machine-id-commit), but that boot is not a systemd "first boot" (machine-id(5)),
 # so systemd does not run `preset-all`, which would enable every unit that has an [Install]
@@ -309,6 +321,9 @@ if [ "$test_image" -eq 1 ]; then
     chmod 0755 "$rootfs/usr/libexec/beeldzorg/"*
     systemctl --root="$rootfs" enable beeldzorg-image-test.service
     systemctl --root="$rootfs" mask serial-getty@ttyS0.service systemd-timesyncd.service
+    # The centrale's edge proxy on the test network (image/test/host-peers.sh): a name for
+    # TLS to check, with no DNS on that network.
+    printf '10.88.0.1\tsip.beeldzorg.test\n' >> "$rootfs/etc/hosts"
     make_disk "$rootfs" "$out/beeldzorg-test.img" "systemd.show_status=auto"
 fi
 
