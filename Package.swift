@@ -35,6 +35,9 @@ let package = Package(
         .systemLibrary(name: "CVPX", pkgConfig: "vpx", providers: [.apt(["libvpx-dev"])]),
         .systemLibrary(name: "CSRTP", pkgConfig: "libsrtp2", providers: [.apt(["libsrtp2-dev"])]),
         .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CFreeType", pkgConfig: "freetype2", providers: [.apt(["libfreetype-dev"])]),
+        .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
+        .systemLibrary(name: "CDRM", pkgConfig: "libdrm", providers: [.apt(["libdrm-dev"])]),
 
         // MARK: Layers
         .target(name: "CallFlow", swiftSettings: strict),
@@ -82,6 +85,11 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(name: "Control", swiftSettings: strict),
+        .target(
+            name: "Screen",
+            dependencies: ["CFreeType", "CPNG", "CDRM", "CallFlow", "Devices"],
+            swiftSettings: strict
+        ),
         .target(
             name: "DemoCentrale",
             dependencies: [
@@ -135,6 +143,8 @@ let package = Package(
             swiftSettings: strict
         ),
         // Prints codec, CPU and latency figures for media (issue 4); not a test.
+        // Prints I420 conversion and whole-frame render times for the screen (issue 9); not a test.
+        .executableTarget(name: "screen-benchmark", dependencies: ["Screen", "Devices"], path: "Sources/ScreenBenchmark", swiftSettings: strict),
         .executableTarget(name: "media-benchmark", dependencies: ["Media", "Devices"], path: "Sources/MediaBenchmark", swiftSettings: strict),
 
         // MARK: Tests
@@ -146,6 +156,8 @@ let package = Package(
         .testTarget(name: "ProvisioningTests", dependencies: ["Provisioning", "Store"], swiftSettings: strict),
         .testTarget(name: "BeeldzorgConfigTests", dependencies: ["BeeldzorgConfig"], swiftSettings: strict),
         .testTarget(name: "ControlTests", dependencies: ["Control"], swiftSettings: strict),
+        .testTarget(name: "ScreenTests", dependencies: ["Screen", "CallFlow", "Devices"],
+                    exclude: ["References"], swiftSettings: strict),
         .testTarget(name: "DaemonTests", dependencies: ["Daemon"], swiftSettings: strict),
         // Prints SIP latency and failover figures (issue 3); also the netns tests' registering side.
         .executableTarget(

@@ -8,6 +8,8 @@ packages=(
     pkg-config libevdev-dev libv4l-dev libasound2-dev libopus-dev libvpx-dev libsrtp2-dev
     libssl-dev  # libcrypto (EVP MD5/SHA-256) for SIP digest auth
     libsqlite3-dev
+    # the screen (Sources/Screen): text, snapshots, DRM/KMS output, and the font it uses
+    libfreetype-dev libpng-dev libdrm-dev fonts-dejavu-core
     # spoken prompts, rendered at build time
     espeak-ng sox
     # real peers the tests run against

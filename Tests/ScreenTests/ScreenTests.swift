@@ -1,0 +1,274 @@
+import CallFlow
+import Devices
+import Foundation
+import Screen
+import Testing
+
+@Suite struct ScreenModelTests {
+    let texts: ScreenTexts
+    init() throws { texts = try loadTexts() }
+
+    func model(_ status: CallFlowStatus, now: Date = fixedNow, lastActivity: Date? = nil, autoAnswerAt: Date? = nil) -> ScreenModel {
+        ScreenModel(status: status, context: ScreenModel.Context(now: now, timeZone: dutchWinter, lastActivity: lastActivity,
+                                                                  dimAfter: .seconds(300), autoAnswerAt: autoAnswerAt),
+                    texts: texts)
+    }
+
+    @Test func idleShowsDutchClockDateAndWhatTheButtonDoes() {
+        guard case .idle(let clock, let date, let sentence, let note, let dimmed) = model(CallFlowStatus(phase: .idle)) else {
+            Issue.record("not idle")
+            return
+        }
+        #expect(clock == "14:05")
+        #expect(date == "maandag 30 november 2026")
+        #expect(sentence == "Druk op de knop om de beeldzorgcentrale te bellen.")
+        #expect(note == nil)
+        #expect(!dimmed)
+    }
+
+    @Test func idleDimsOnlyAfterTheConfiguredQuietTime() {
+        let justBefore = model(CallFlowStatus(phase: .idle), lastActivity: fixedNow.addingTimeInterval(-299))
+        let after = model(CallFlowStatus(phase: .idle), lastActivity: fixedNow.addingTimeInterval(-300))
+        guard case .idle(_, _, _, _, let dimmedBefore) = justBefore, case .idle(_, _, _, _, let dimmedAfter) = after else {
+            Issue.record("not idle")
+            return
+        }
+        #expect(!dimmedBefore)
+        #expect(dimmedAfter)
+        let never = ScreenModel(status: CallFlowStatus(phase: .idle),
+                                context: .init(now: fixedNow, lastActivity: .distantPast, dimAfter: nil), texts: texts)
+        if case .idle(_, _, _, _, let dimmed) = never { #expect(!dimmed) }
+    }
+
+    @Test func callingUsesTheSpokenSentenceAndAnimates() {
+        let a = model(CallFlowStatus(phase: .callingCentrale))
+        let b = model(CallFlowStatus(phase: .callingCentrale), now: fixedNow.addingTimeInterval(0.5))
+        guard case .calling(let headline, let detail, let stepA) = a, case .calling(_, _, let stepB) = b else {
+            Issue.record("not calling")
+            return
+        }
+        #expect(headline == "Ik bel de beeldzorgcentrale.")
+        #expect(detail == nil)
+        #expect(stepA != stepB)
+        guard case .calling(_, let ringing, _) = model(CallFlowStatus(phase: .ringingOut)) else { return }
+        #expect(ringing == "De beeldzorgcentrale gaat over.")
+    }
+
+    @Test func incomingShowsNameAndCountsDownInWholeSeconds() {
+        let status = CallFlowStatus(phase: .incomingRinging, peerName: "Els")
+        guard case .incoming(let name, let sentence, let countdown, _) = model(status, autoAnswerAt: fixedNow.addingTimeInterval(4.2)) else {
+            Issue.record("not incoming")
+            return
+        }
+        #expect(name == "Els")
+        #expect(sentence == "Els belt u. Druk op de knop om op te nemen.")
+        #expect(countdown == "Over 5 seconden neem ik automatisch op.")
+        if case .incoming(_, _, let none, _) = model(status) { #expect(none == nil) }
+    }
+
+    @Test func troubleScreensSayWhatHappensNext() {
+        if case .notice(let kind, let headline, let next) = model(CallFlowStatus(phase: .unreachable)) {
+            #expect(kind == .unreachable)
+            #expect(headline.contains("niet bereikbaar"))
+            #expect(next != nil)
+        } else { Issue.record("unreachable is not a notice") }
+        if case .notice(let kind, let headline, _) = model(CallFlowStatus(phase: .idle, networkUp: false)) {
+            #expect(kind == .noNetwork)
+            #expect(headline.contains("blijf het proberen"))
+        } else { Issue.record("no network is not a notice") }
+        if case .notice(let kind, let headline, _) = model(CallFlowStatus(phase: .fault, buttonStuck: true)) {
+            #expect(kind == .fault)
+            #expect(headline.contains("Laat de knop los"))
+        } else { Issue.record("fault is not a notice") }
+    }
+
+    @Test func screenTextsRefuseAFileWithoutThem() throws {
+        let catalog = try PromptCatalog(parsing: "connected = Hallo.\n", source: "x.txt", required: [])
+        #expect(throws: ScreenTextsError.self) { try ScreenTexts(catalog: catalog) }
+    }
+}
+
+@Suite struct ConversionTests {
+    func solid(_ y: UInt8, _ u: UInt8, _ v: UInt8, width: Int = 64, height: Int = 48) -> VideoFrame {
+        let luma = [UInt8](repeating: y, count: width * height)
+        let chroma = [UInt8](repeating: u, count: width * height / 4) + [UInt8](repeating: v, count: width * height / 4)
+        return VideoFrame(width: width, height: height, planes: luma + chroma, timestamp: .zero)
+    }
+
+    func close(_ a: UInt32, _ b: UInt32, within tolerance: Int = 3) -> Bool {
+        [16, 8, 0].allSatisfy { abs(Int((a >> $0) & 0xFF) - Int((b >> $0) & 0xFF)) <= tolerance }
+    }
+
+    @Test func bt601LimitedRangeColours() {
+        #expect(I420Converter.colour(y: 235, u: 128, v: 128) == 0xFFFFFF)
+        #expect(I420Converter.colour(y: 16, u: 128, v: 128) == 0x000000)
+        #expect(close(I420Converter.colour(y: 81, u: 90, v: 240), 0xFF0000))
+        #expect(close(I420Converter.colour(y: 145, u: 54, v: 34), 0x00FF00))
+        #expect(close(I420Converter.colour(y: 41, u: 240, v: 110), 0x0000FF))
+    }
+
+    @Test func scalesToTheRectangleAndLeavesTheRestAlone() {
+        var image = ScreenImage(width: 200, height: 100, fill: 0x123456)
+        let rect = Rect(x: 0, y: 0, width: 200, height: 100).fitting(contentWidth: 64, contentHeight: 48)
+        #expect(rect == Rect(x: 33, y: 0, width: 133, height: 100))
+        I420Converter.draw(solid(235, 128, 128), into: &image, rect: rect)
+        #expect(image[33, 0] == 0xFFFFFF && image[165, 99] == 0xFFFFFF)
+        #expect(image[32, 50] == 0x123456 && image[166, 50] == 0x123456)
+    }
+
+    @Test func keepsTheTestPatternBarsInOrderWhenScaled() {
+        let frame = TestPatternCamera.render(width: 640, height: 480, frameNumber: 0, timestamp: .zero)
+        var image = ScreenImage(width: 1280, height: 800)
+        let rect = Rect(x: 0, y: 0, width: 1280, height: 800).fitting(contentWidth: 640, contentHeight: 480)
+        I420Converter.draw(frame, into: &image, rect: rect)
+        // Eight bars: sample the middle of each at a third of the height.
+        let expected: [UInt32] = [0xFFFFFF, 0xFFFF00, 0x00FFFF, 0x00FF00, 0xFF00FF, 0xFF0000, 0x0000FF, 0x000000]
+        for (index, colour) in expected.enumerated() {
+            let x = rect.x + rect.width * (2 * index + 1) / 16
+            #expect(close(image[x, 260], colour, within: 6), "bar \(index) at x \(x): \(String(image[x, 260], radix: 16))")
+        }
+    }
+
+    @Test func clipsARectangleOutsideTheImage() {
+        var image = ScreenImage(width: 50, height: 50)
+        I420Converter.draw(solid(235, 128, 128), into: &image, rect: Rect(x: 30, y: 30, width: 64, height: 48))
+        #expect(image[49, 49] == 0xFFFFFF && image[29, 29] == 0)
+    }
+}
+
+@Suite struct PNGAndFontTests {
+    @Test func pngRoundTripsExactly() throws {
+        var image = ScreenImage(width: 31, height: 17, fill: 0x102030)
+        image[3, 4] = 0xFFFFFF
+        image[30, 16] = 0xABCDEF
+        let decoded = try PNGCodec.decode(try PNGCodec.encode(image))
+        #expect(decoded == image)
+        let bytes = try PNGCodec.encode(image)
+        #expect(Array(bytes.prefix(8)) == [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A])
+    }
+
+    @Test func pngRefusesGarbage() {
+        #expect(throws: PNGError.self) { try PNGCodec.decode([1, 2, 3, 4, 5]) }
+    }
+
+    @Test func missingFontNamesThePath() {
+        do {
+            _ = try FontRenderer(path: "/nonexistent/font.ttf")
+            Issue.record("a missing font loaded")
+        } catch {
+            #expect(error.description.contains("/nonexistent/font.ttf"))
+        }
+    }
+
+    @Test func textIsRasterisedAndWrapped() throws {
+        let font = try FontRenderer()
+        let mask = font.render("Beëindigd 14:05", pixelSize: 48)
+        #expect(mask.height >= 48 && mask.width > 200)
+        #expect(mask.coverage.contains(255))
+        let lines = font.wrap("De beeldzorgcentrale is nu niet bereikbaar. We bellen u zo snel mogelijk terug.", pixelSize: 64, maxWidth: 1160)
+        #expect(lines.count >= 2)
+        #expect(lines.allSatisfy { font.measure($0, pixelSize: 64) <= 1160 })
+    }
+}
+
+@Suite struct OutputTests {
+    @Test func drmOnAMissingDeviceSaysSo() {
+        #expect(throws: ScreenOutputError(device: "/nonexistent/card0", detail: "cannot open: No such file or directory (errno 2)")) {
+            _ = try DRMOutput(path: "/nonexistent/card0")
+        }
+    }
+
+    @Test func drmOnSomethingThatIsNotKMSSaysSo() {
+        do {
+            _ = try DRMOutput(path: "/dev/null")
+            Issue.record("/dev/null accepted as a DRM device")
+        } catch {
+            #expect(error.detail.hasPrefix("not a DRM/KMS device"), "\(error)")
+        }
+    }
+
+    @Test func framebufferOnARegularFileIsRefused() throws {
+        let path = NSTemporaryDirectory() + "/not-a-framebuffer-\(getpid())"
+        FileManager.default.createFile(atPath: path, contents: Data(count: 4096))
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        do {
+            _ = try FramebufferOutput(path: path)
+            Issue.record("a regular file accepted as a framebuffer")
+        } catch {
+            #expect(error.device == path)
+            #expect(error.detail.hasPrefix("not a framebuffer device"), "\(error)")
+        }
+    }
+
+    @Test func autoExplainsEveryDeviceItTried() throws {
+        // Only meaningful on a machine without a display (CI, this build host).
+        try #require(!FileManager.default.fileExists(atPath: "/dev/dri/card0") && !FileManager.default.fileExists(atPath: "/dev/fb0"))
+        do {
+            _ = try KernelDisplay.open("auto")
+            Issue.record("auto found a display")
+        } catch {
+            #expect(error.description.contains("/dev/dri/card0") && error.description.contains("/dev/fb0"))
+        }
+    }
+}
+
+@Suite(.serialized) struct LiveScreenTests {
+    func waitFor(_ what: String, timeout: Duration = .seconds(10), _ condition: () -> Bool) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while !condition() {
+            guard ContinuousClock.now < deadline else {
+                Issue.record("timed out waiting for \(what)")
+                return
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+    }
+
+    @Test func followsTheCallAndShowsRemoteVideoAndSelfView() async throws {
+        let output = OffscreenOutput(width: 640, height: 400)
+        let screen = LiveScreen(output: output, renderer: ScreenRenderer(font: try FontRenderer()), texts: try loadTexts(),
+                                dimAfter: .seconds(60))
+        screen.start()
+        defer { screen.stop() }
+        screen.show(status: CallFlowStatus(phase: .idle))
+        try await waitFor("the idle screen") { output.lastImage?.pixels.contains(Colour.text) == true }
+
+        // Frames outside a call are ignored (a late frame after hang-up must not reappear).
+        screen.remoteSink.show(TestPatternCamera.render(width: 128, height: 96, frameNumber: 0, timestamp: .zero))
+        screen.show(status: CallFlowStatus(phase: .inCall, peerName: "Post 1"))
+        var remote = VideoFrame(width: 64, height: 48, planes: [UInt8](repeating: 81, count: 64 * 48)
+                                    + [UInt8](repeating: 90, count: 64 * 12) + [UInt8](repeating: 240, count: 64 * 12),
+                                timestamp: .zero)
+        screen.remoteSink.show(remote)
+        try await waitFor("remote video") { output.lastImage.map { ($0[320, 100] >> 16) > 0xF0 && ($0[320, 100] & 0xFF) < 0x10 } == true }
+        // The camera's frames reach the self view through the wrapper, unchanged for the encoder.
+        let camera = SelfViewCamera(TestPatternCamera(paced: false), sink: screen.selfViewSink)
+        _ = try camera.open(CameraFormat(width: 160, height: 120, framesPerSecond: 25))
+        let captured = try camera.nextFrame()
+        camera.close()
+        #expect(captured.width == 160)
+        // Self view: 22 % of the width (140 px), 12 px from the bottom-right corner at this size;
+        // its left edge shows the pattern's white bar where the remote picture is red.
+        try await waitFor("the self view") { output.lastImage.map { $0[640 - 12 - 140 + 2, 400 - 12 - 50] == 0xFFFFFF } == true }
+        let snapshot = screen.snapshot()
+        #expect(snapshot == output.lastImage)
+
+        remote.planes[0] = 16
+        screen.show(status: CallFlowStatus(phase: .ending))
+        screen.remoteSink.show(remote)
+        try await waitFor("the ended screen") { output.lastImage.map { $0[320, 100] == Colour.background } == true }
+    }
+
+    @Test func countsDownToAutoAnswer() async throws {
+        let output = OffscreenOutput(width: 640, height: 400)
+        let screen = LiveScreen(output: output, renderer: ScreenRenderer(font: try FontRenderer()), texts: try loadTexts(),
+                                dimAfter: nil)
+        screen.start()
+        defer { screen.stop() }
+        screen.show(status: CallFlowStatus(phase: .incomingRinging, peerName: "Els"))
+        try await waitFor("the incoming screen") { output.lastImage?.pixels.contains(Colour.text) == true }
+        #expect(output.lastImage?.pixels.contains(Colour.accent) == false)
+        screen.autoAnswer(afterSeconds: 5)
+        try await waitFor("the countdown") { output.lastImage?.pixels.contains(Colour.accent) == true }
+    }
+}
