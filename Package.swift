@@ -48,6 +48,7 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOTLS", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
@@ -58,7 +59,6 @@ let package = Package(
                 "CEvdev", "CV4L2", "CALSA",
                 .product(name: "Logging", package: "swift-log"),
             ],
-                .product(name: "NIOTLS", package: "swift-nio"),
             swiftSettings: strict
         ),
         .target(
