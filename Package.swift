@@ -34,6 +34,13 @@ let package = Package(
         .systemLibrary(name: "COpus", pkgConfig: "opus", providers: [.apt(["libopus-dev"])]),
         .systemLibrary(name: "CVPX", pkgConfig: "vpx", providers: [.apt(["libvpx-dev"])]),
         .systemLibrary(name: "CSRTP", pkgConfig: "libsrtp2", providers: [.apt(["libsrtp2-dev"])]),
+        // webrtc-audio-processing is C++: CWebRTCAPM only carries its pkg-config flags, the C++
+        // target CEchoCanceller wraps it in an extern "C" API that Media imports.
+        .systemLibrary(
+            name: "CWebRTCAPM", pkgConfig: "webrtc-audio-processing",
+            providers: [.apt(["libwebrtc-audio-processing-dev"])]
+        ),
+        .target(name: "CEchoCanceller", dependencies: ["CWebRTCAPM"]),
         .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "CFreeType", pkgConfig: "freetype2", providers: [.apt(["libfreetype-dev"])]),
         .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
@@ -64,7 +71,7 @@ let package = Package(
         .target(
             name: "Media",
             dependencies: [
-                "COpus", "CVPX", "CSRTP", "Devices",
+                "COpus", "CVPX", "CSRTP", "CEchoCanceller", "Devices",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

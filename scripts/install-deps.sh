@@ -7,6 +7,7 @@ packages=(
     # C libraries behind the system-library targets (pkg-config names in Package.swift)
     pkg-config libevdev-dev libv4l-dev libasound2-dev libopus-dev libvpx-dev libsrtp2-dev
     libssl-dev  # libcrypto (EVP MD5/SHA-256) for SIP digest auth
+    libwebrtc-audio-processing-dev  # echo cancellation (C++, wrapped by Sources/CEchoCanceller)
     libsqlite3-dev
     # the screen (Sources/Screen): text, snapshots, DRM/KMS output, and the font it uses
     libfreetype-dev libpng-dev libdrm-dev fonts-dejavu-core

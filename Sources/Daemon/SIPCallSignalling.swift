@@ -492,7 +492,7 @@ final class SIPCallSignalling: CallSignalling, Service, Sendable {
             sendKey: audio.sendKey?.bytes, receiveKey: audio.receiveKey?.bytes,
             videoSendKey: video?.sendKey?.bytes, videoReceiveKey: video?.receiveKey?.bytes,
             allowPlainRTP: configuration.srtp == .off, rtcpMux: audio.rtcpMux,
-            cameraFormat: devices.cameraFormat
+            cameraFormat: devices.cameraFormat, echoCancellation: configuration.audio.echoCancellation
         )
     }
 

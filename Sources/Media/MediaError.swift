@@ -6,6 +6,7 @@ public enum MediaError: Error, Sendable, Equatable, CustomStringConvertible {
     case srtp(String)
     case rtp(String)
     case socket(String)
+    case echoCanceller(String)
     case configuration(String)
 
     public var description: String {
@@ -15,6 +16,7 @@ public enum MediaError: Error, Sendable, Equatable, CustomStringConvertible {
         case .srtp(let detail): "srtp: \(detail)"
         case .rtp(let detail): "rtp: \(detail)"
         case .socket(let detail): "socket: \(detail)"
+        case .echoCanceller(let detail): "echo canceller: \(detail)"
         case .configuration(let detail): "configuration: \(detail)"
         }
     }

@@ -34,6 +34,9 @@ public struct MediaParameters: Sendable, Equatable {
     public var rtcpInterval: Duration
     /// CNAME in our SDES (RFC 7022 recommends a random one per call).
     public var cname: String
+    /// Cancel the speaker's echo in what the microphone sends (configuration
+    /// `audio.echo_cancellation`); off sends the microphone unchanged.
+    public var echoCancellation: Bool
 
     public init(
         remoteHost: String, remoteAudioPort: Int, remoteAudioRTCPPort: Int? = nil,
@@ -42,7 +45,7 @@ public struct MediaParameters: Sendable, Equatable {
         sendKey: [UInt8]?, receiveKey: [UInt8]?, videoSendKey: [UInt8]? = nil, videoReceiveKey: [UInt8]? = nil,
         allowPlainRTP: Bool = false, rtcpMux: Bool = true, audioBitrate: Int = 32_000, videoBitrate: Int = 800_000,
         cameraFormat: CameraFormat = CameraFormat(), jitterBufferFrames: Int = 2, rtcpInterval: Duration = .seconds(2),
-        cname: String = "beeldzorg-\(UInt32.random(in: 0...UInt32.max))"
+        cname: String = "beeldzorg-\(UInt32.random(in: 0...UInt32.max))", echoCancellation: Bool = true
     ) {
         self.remoteHost = remoteHost
         self.remoteAudioPort = remoteAudioPort
@@ -63,6 +66,7 @@ public struct MediaParameters: Sendable, Equatable {
         self.jitterBufferFrames = jitterBufferFrames
         self.rtcpInterval = rtcpInterval
         self.cname = cname
+        self.echoCancellation = echoCancellation
     }
 
     var hasVideo: Bool { remoteVideoPort != nil && videoPayloadType != nil }
@@ -116,6 +120,8 @@ public struct MediaStreamStatistics: Sendable, Equatable {
     public var remoteFractionLost = 0.0
     /// Current encoder target in bits per second (video adapts to reported loss).
     public var sendBitrate = 0
+    /// Audio frames the echo canceller refused (they went out or were played unprocessed).
+    public var echoCancellerErrors = 0
 
     public init() {}
 }
@@ -123,6 +129,8 @@ public struct MediaStreamStatistics: Sendable, Equatable {
 public struct MediaStatistics: Sendable, Equatable {
     public var audio = MediaStreamStatistics()
     public var video = MediaStreamStatistics()
+    /// The echo canceller's own figures while a call runs with it on; nil otherwise.
+    public var echoCanceller: EchoCanceller.Metrics?
 
     public init() {}
 }

@@ -2,9 +2,10 @@
 // runs. Each blocking device and each socket direction has its own thread, none of them an
 // event loop that carries SIP, so a slow encoder or a stuck device never delays signalling.
 //
-//   audio-send:     microphone → encoder → RTP → SRTP → socket   (+ RTCP SR)
+//   audio-send:     microphone → echo canceller → encoder → RTP → SRTP → socket   (+ RTCP SR)
 //   audio-receive:  socket → SRTP → RTP/RTCP → jitter buffer
-//   audio-playout:  jitter buffer → decoder / concealment → speaker, paced at 20 ms
+//   audio-playout:  jitter buffer → decoder / concealment → echo canceller (far end) → speaker,
+//                   paced at 20 ms
 //   video-send:     camera → VP8 → RFC 7741 packets → SRTP → socket   (+ RTCP SR, PLI → keyframe)
 //   video-receive:  socket → SRTP → assembler → VP8 → display   (loss → PLI)
 public import Devices
@@ -39,6 +40,8 @@ public final class MediaSession: Sendable {
         var videoIn: SRTPSession?
         var audioSSRC: UInt32
         var videoSSRC: UInt32
+        /// nil when `audio.echo_cancellation` is off: the microphone goes out unchanged.
+        var echoCanceller: EchoCanceller?
         var onFailure: @Sendable (MediaFailureReport) -> Void
     }
 
@@ -118,6 +121,10 @@ public final class MediaSession: Sendable {
         snapshot.audio.packetsLost = Int(audioReception.withLock { $0.statistics.cumulativeLost })
         snapshot.video.packetsLost = Int(videoReception.withLock { $0.statistics.cumulativeLost })
         snapshot.audio.playoutUnderruns = jitterBuffer.withLock { $0.underruns }
+        snapshot.echoCanceller = phase.withLock { phase -> EchoCanceller? in
+            guard case .running(let run) = phase else { return nil }
+            return run.call.echoCanceller
+        }?.metrics
         return snapshot
     }
 
@@ -213,7 +220,8 @@ public final class MediaSession: Sendable {
             audioOut: try session(parameters.sendKey, .outbound), audioIn: try session(parameters.receiveKey, .inbound),
             videoOut: parameters.hasVideo ? try session(parameters.videoSendKey ?? parameters.sendKey, .outbound) : nil,
             videoIn: parameters.hasVideo ? try session(parameters.videoReceiveKey ?? parameters.receiveKey, .inbound) : nil,
-            audioSSRC: .random(in: 1...UInt32.max), videoSSRC: .random(in: 1...UInt32.max), onFailure: onFailure)
+            audioSSRC: .random(in: 1...UInt32.max), videoSSRC: .random(in: 1...UInt32.max),
+            echoCanceller: parameters.echoCancellation ? try EchoCanceller() : nil, onFailure: onFailure)
     }
 
     private var isActive: Bool { running.load(ordering: .acquiring) }
@@ -335,6 +343,13 @@ public final class MediaSession: Sendable {
             }
             if samples.count != audioFrameSamples {
                 samples = Array(samples.prefix(audioFrameSamples)) + [Int16](repeating: 0, count: max(0, audioFrameSamples - samples.count))
+            }
+            if microphoneWorks, let canceller = call.echoCanceller {
+                do {
+                    try canceller.capture(&samples)
+                } catch {
+                    count(.audio) { $0.echoCancellerErrors += 1 }
+                }
             }
             do {
                 let payload = try encoder.encode(samples)
@@ -549,6 +564,13 @@ public final class MediaSession: Sendable {
                 count(.audio) { $0.decodeErrors += 1 }
             }
             guard speakerWorks else { continue }
+            if let canceller = call.echoCanceller {
+                do {
+                    try canceller.render(samples)
+                } catch {
+                    count(.audio) { $0.echoCancellerErrors += 1 }
+                }
+            }
             do {
                 try speaker.write(samples)
             } catch {

@@ -82,3 +82,54 @@ enum Signal {
         return mse == 0 ? 99 : 10 * log10(255 * 255 / mse)
     }
 }
+
+extension Signal {
+    /// Speech-like noise: low-passed noise (most energy below 2 kHz) with a 3 Hz syllable
+    /// envelope, from a fixed seed so every run hears the same far end.
+    static func speechLikeNoise(count: Int, sampleRate: Int = 48_000, seed: UInt64 = 7, amplitude: Double = 0.3) -> [Int16] {
+        var state = seed
+        func uniform() -> Double {
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return Double(state >> 11) / Double(1 << 53) - 0.5
+        }
+        var low1 = 0.0, low2 = 0.0
+        return (0..<count).map { index in
+            let white = (uniform() + uniform() + uniform() + uniform()) * 1.7
+            low1 += 0.25 * (white - low1)
+            low2 += 0.25 * (low1 - low2)
+            let envelope = 0.5 + 0.5 * sin(2 * Double.pi * 3 * Double(index) / Double(sampleRate))
+            return Int16(clamping: Int((amplitude * 32_767 * low2 * envelope).rounded()))
+        }
+    }
+
+    /// Power at `frequency` (Goertzel), not normalised: compare two signals of the same length.
+    static func goertzelPower(_ samples: [Int16], sampleRate: Int = 48_000, frequency: Double) -> Double {
+        let coefficient = 2 * cos(2 * Double.pi * frequency / Double(sampleRate))
+        var s1 = 0.0, s2 = 0.0
+        for sample in samples {
+            let s0 = Double(sample) + coefficient * s1 - s2
+            s2 = s1
+            s1 = s0
+        }
+        return s1 * s1 + s2 * s2 - coefficient * s1 * s2
+    }
+
+    /// Energy left after a notch (Q = 5) at `frequency`: everything but a tone there. The
+    /// first 100 ms of the filter's output are skipped while it settles.
+    static func energyOutsideTone(_ samples: [Int16], sampleRate: Int = 48_000, frequency: Double) -> Double {
+        let w0 = 2 * Double.pi * frequency / Double(sampleRate)
+        let alpha = sin(w0) / (2 * 5)
+        let a0 = 1 + alpha, a1 = -2 * cos(w0), a2 = 1 - alpha
+        let b0 = 1.0, b1 = -2 * cos(w0), b2 = 1.0
+        var x1 = 0.0, x2 = 0.0, y1 = 0.0, y2 = 0.0, energy = 0.0
+        for (index, sample) in samples.enumerated() {
+            let x = Double(sample)
+            let y = (b0 * x + b1 * x1 + b2 * x2 - a1 * y1 - a2 * y2) / a0
+            (x2, x1, y2, y1) = (x1, x, y1, y)
+            if index >= sampleRate / 10 { energy += y * y }
+        }
+        return energy
+    }
+
+    static func decibels(_ ratio: Double) -> Double { 10 * log10(ratio) }
+}
