@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Builds the device image and runs its boot test under QEMU (image/README.md): part of
-# `make test` and CI. Needs root (it re-runs itself with sudo otherwise), the Debian archive
+# Builds the device image and runs its two QEMU tests (image/README.md): the boot test (the
+# test image against Kamailio and a baresip post) and the console test (the installers' image
+# unprovisioned, a technician on the serial console). Part of `make test` and CI. Needs root (it re-runs itself with sudo otherwise), the Debian archive
 # (mmdebstrap) and the host packages below, which it installs when they are missing.
 #   scripts/image-test.sh [BUILD-ARGS...]   arguments go to image/build.sh (e.g. --reuse-base
 #                                           or --bin-dir DIR while iterating)
 #   scripts/image-test.sh --install-deps    only install the host packages
-# Build and boot-test output is kept in image/out/ (image-build.log, boot-test-serial.log,
-# boot-test-peers/).
+# Build and test output is kept in image/out/ (image-build.log, boot-test-serial.log,
+# boot-test-peers/, console-test-serial.log). Both QEMU tests run even if the first fails.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 
@@ -44,5 +45,11 @@ if ! "$here/image/build.sh" "$@" > "$out/image-build.log" 2>&1; then
 fi
 grep -E '^(== |build time|compressed image|source:|kernel )' "$out/image-build.log" || true
 built=$(date +%s)
-"$here/image/boot-test.sh"
-echo "image-test: build $(( (built - start) / 60 ))m$(( (built - start) % 60 ))s, boot test $(( ($(date +%s) - built) / 60 ))m$(( ($(date +%s) - built) % 60 ))s"
+status=0
+"$here/image/boot-test.sh" || status=1
+booted=$(date +%s)
+"$here/image/console-test.sh" || status=1
+now=$(date +%s)
+echo "image-test: build $(( (built - start) / 60 ))m$(( (built - start) % 60 ))s, boot test $(( booted - built ))s, console test $(( now - booted ))s"
+[ "$status" -eq 0 ] && echo "image-test: PASS" || echo "image-test: FAIL"
+exit "$status"
