@@ -110,6 +110,15 @@ public struct StatusReport: Codable, Sendable, Equatable {
     /// Plain sentences for the technician; empty when all is well.
     public var faults: [String]
 
+    /// The technician's sentences for flows that are not registered after a failure, so
+    /// `status` (and its exit code) says so, not only the registration rows. A flow that is
+    /// still trying for the first time is not a fault yet.
+    public static func registrationFaults(_ registration: [Registration]) -> [String] {
+        registration.filter { $0.state == "failed" }.map {
+            "registration with \($0.proxy) failed\($0.detail.map { ": \($0)" } ?? ""); retrying"
+        }
+    }
+
     public init(daemon: Daemon, call: Call, registration: [Registration], network: Bool, devices: [Device],
                 lastCall: LastCall?, store: Store, media: Media?, faults: [String]) {
         self.daemon = daemon

@@ -21,12 +21,12 @@ public enum BeeldzorgDaemon {
         let startedAt = Date()
         let notifier = SystemdNotifier()
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let screen = ConsoleScreen(enabled: console)
-
         let store = BeeldzorgStore.openOrFallBackToMemory(
             path: configuration.databasePath,
             options: StoreOptions(logger: Logger(label: "beeldzorgd.store"))
         )
+        let display = ScreenService.make(configuration: configuration, store: store, logger: Logger(label: "beeldzorgd.screen"))
+        let screen = ConsoleScreen(enabled: console, display: display)
         if let fault = store.openFault {
             logger.error("store fault at start", metadata: ["fault": "\(fault)"])
         }
@@ -38,7 +38,7 @@ public enum BeeldzorgDaemon {
             ProvisioningService(configuration: $0, store: store, logger: Logger(label: "beeldzorgd.provisioning"))
         }
         if let provisioning { callLog.onQueuedForUpload { provisioning.kick() } }
-        let devices = DeviceSet(configuration: configuration, logger: Logger(label: "beeldzorgd.devices"))
+        let devices = DeviceSet(configuration: configuration, logger: Logger(label: "beeldzorgd.devices"), screen: display)
         let feedback = TabletFeedback(
             devices: devices, screen: screen, promptsDirectory: configuration.promptsDirectory,
             language: configuration.language, statusLED: configuration.statusLED,
@@ -64,11 +64,14 @@ public enum BeeldzorgDaemon {
             }
             faults += devices.faults()
             if let fault = feedback.fault { faults.append(fault) }
+            if let fault = display.fault { faults.append(fault) }
+            let registration = await signalling.registrationStatus()
+            faults += StatusReport.registrationFaults(registration)
             return StatusReport(
                 daemon: .init(version: version, pid: getpid(), startedAt: startedAt,
                               uptimeSeconds: Int(Date().timeIntervalSince(startedAt)), demo: isDemo),
                 call: CallController.callSummary(flowStatus),
-                registration: await signalling.registrationStatus(),
+                registration: registration,
                 network: flowStatus.networkUp,
                 devices: devices.report(),
                 lastCall: callLog.lastCall(),
@@ -85,6 +88,10 @@ public enum BeeldzorgDaemon {
         do {
             control = try await ControlServer.bind(path: configuration.controlSocket, group: group,
                                                    logger: Logger(label: "beeldzorgd.control")) { request, peer in
+                if request.cmd == .screenshot {
+                    // Not through the call loop: encoding the PNG takes a moment.
+                    return display.screenshot(phase: await controller.status.phase.rawValue)
+                }
                 if request.cmd == .provisionStatus || request.cmd == .provisionSync {
                     // Not through the call loop: a sync may take the whole HTTP timeout.
                     return await provisioning?.control(request) ?? ProvisioningService.notConfigured(request, store: store)
@@ -102,7 +109,7 @@ public enum BeeldzorgDaemon {
             ])
         }
 
-        var services: [any Service] = [ControllerService(controller: controller), signalling]
+        var services: [any Service] = [ControllerService(controller: controller), signalling, display]
         if let control { services.append(control) }
         if let provisioning { services.append(provisioning) }
         services.append(ButtonService(source: devices.makeButton(), sink: sink, logger: Logger(label: "beeldzorgd.button")))

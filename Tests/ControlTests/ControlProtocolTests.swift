@@ -77,6 +77,15 @@ import Testing
         #expect((json["daemon"] as! [String: Any])["startedAt"] as? String == "1970-01-01T00:00:00Z")
     }
 
+    @Test func aFailedRegistrationIsAFaultButFirstTryingIsNot() {
+        let faults = StatusReport.registrationFaults([
+            .init(proxy: "sip:edge-1.example:5061;transport=tls", state: "registered", detail: "expires in 600 s"),
+            .init(proxy: "sip:edge-2.example:5061;transport=tls", state: "failed", detail: "TLS: certificate not trusted"),
+            .init(proxy: "sip:edge-3.example:5061;transport=tls", state: "registering", detail: nil),
+        ])
+        #expect(faults == ["registration with sip:edge-2.example:5061;transport=tls failed: TLS: certificate not trusted; retrying"])
+    }
+
     @Test func aClientWithNoDaemonSaysSoPlainly() {
         let client = ControlClient(socketPath: "/tmp/beeldzorg-test-\(getpid())-absent.sock")
         do {
