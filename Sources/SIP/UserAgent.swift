@@ -525,7 +525,27 @@ public actor UserAgent {
         call.lastResponse = trying
         send(trying.serialized(), to: source)
         logger.info("incoming call", metadata: ["call": "\(handle)"])
-        eventContinuation.yield(.incoming(handle, fromURI: from.uri, displayName: from.displayName, offer: offer))
+        let caller = callerIdentity(request, from: from, source: source)
+        eventContinuation.yield(.incoming(handle, fromURI: caller.uri, displayName: caller.displayName, offer: offer))
+    }
+
+    /// Who calls: the From header, or the first SIP URI in P-Asserted-Identity (RFC 3325) when
+    /// the INVITE came over the flow to a configured edge proxy, the only party we trust to
+    /// assert an identity. A P-Asserted-Identity from any other source is ignored.
+    func callerIdentity(_ request: SIPRequest, from: SIPNameAddress, source: SocketAddress) -> SIPNameAddress {
+        let asserted = request.headers.values("P-Asserted-Identity").flatMap { splitTopLevelCommas($0) }
+        guard !asserted.isEmpty else { return from }
+        guard flows.contains(where: { $0.destination == source }) else {
+            logger.notice("P-Asserted-Identity from outside the edge proxy flows ignored",
+                          metadata: ["from": "\(source)"])
+            return from
+        }
+        for value in asserted {
+            // SIPURI takes sip: and sips: only; a tel: identity is skipped.
+            guard let identity = SIPNameAddress(value), SIPURI(identity.uri) != nil else { continue }
+            return identity
+        }
+        return from
     }
 
     private func handleAck(_ request: SIPRequest) {

@@ -14,11 +14,16 @@ final class PeerProcess: @unchecked Sendable {
     private let arguments: [String]
     private(set) var process: Process?
 
-    init(name: String, executable: String, arguments: [String], logURL: URL) {
+    /// `emptySignalMask`: start through perl with no signals blocked (C daemons such as
+    /// Kamailio and baresip); false for our own daemon, which manages its signals itself.
+    private let emptySignalMask: Bool
+
+    init(name: String, executable: String, arguments: [String], logURL: URL, emptySignalMask: Bool = true) {
         self.name = name
         self.executable = executable
         self.arguments = arguments
         self.logURL = logURL
+        self.emptySignalMask = emptySignalMask
     }
 
     func start() throws {
@@ -29,9 +34,14 @@ final class PeerProcess: @unchecked Sendable {
         let log = try FileHandle(forWritingTo: logURL)
         log.seekToEndOfFile()
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/perl")
-        process.arguments = ["-MPOSIX", "-e", "sigprocmask(SIG_SETMASK, POSIX::SigSet->new); exec @ARGV or die",
-                             executable] + arguments
+        if emptySignalMask {
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/perl")
+            process.arguments = ["-MPOSIX", "-e", "sigprocmask(SIG_SETMASK, POSIX::SigSet->new); exec @ARGV or die",
+                                 executable] + arguments
+        } else {
+            process.executableURL = URL(fileURLWithPath: executable)
+            process.arguments = arguments
+        }
         process.standardInput = FileHandle.nullDevice
         process.standardOutput = log
         process.standardError = log
@@ -42,18 +52,19 @@ final class PeerProcess: @unchecked Sendable {
     var isRunning: Bool { process?.isRunning == true }
     var pid: Int32? { process?.processIdentifier }
 
-    /// SIGTERM by PID, SIGKILL (children first) if it has not gone after 3 s.
+    /// SIGTERM by PID, SIGKILL (children first) if it has not gone after 10 s. Never waits
+    /// without a bound: a test that fails must not hang.
     func stop() {
         guard let process, process.isRunning else { return }
         let pid = process.processIdentifier
         let children = Self.childPIDs(of: pid)
         kill(pid, SIGTERM)
-        for _ in 0..<300 where process.isRunning { usleep(10_000) }
+        for _ in 0..<1000 where process.isRunning { usleep(10_000) }
         if process.isRunning {
             for child in children { kill(child, SIGKILL) }
             kill(pid, SIGKILL)
+            for _ in 0..<300 where process.isRunning { usleep(10_000) }
         }
-        process.waitUntilExit()
         for _ in 0..<300 where children.contains(where: { kill($0, 0) == 0 }) { usleep(10_000) }
     }
 

@@ -1,0 +1,163 @@
+import Foundation
+import Testing
+
+/// The built `beeldzorgd` registered over TLS at a real Kamailio, called by a real baresip as a
+/// family contact through that Kamailio (issue 3, "baresip as a family contact"): a caller on
+/// the contact list rings the tablet (180, the daemon's phase `incomingRinging`); a caller not
+/// on it gets 403 and a call-log entry.
+@Suite(.serialized) struct BaresipContactTests {
+    static let password = "pw-Ct58-wEr"
+
+    /// One `beeldzorgd` with its own directory and configuration; stopped by its PID.
+    final class Daemon {
+        let directory: URL
+        let socketPath: String
+        let databasePath: String
+        let peer: PeerProcess
+
+        /// The daemon and beeldzorgctl next to this test bundle (as IntegrationTests finds them).
+        static let binaries: URL = {
+            var url = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+            while url.pathComponents.count > 1 {
+                url.deleteLastPathComponent()
+                if FileManager.default.isExecutableFile(atPath: url.appendingPathComponent("beeldzorgd").path) { return url }
+            }
+            return URL(fileURLWithPath: FileManager.default.currentDirectoryPath).appendingPathComponent(".build/debug")
+        }()
+
+        init(proxy: CentraleProxy, certificates: TestCertificates) async throws {
+            directory = FileManager.default.temporaryDirectory.appendingPathComponent("bzd-\(UUID().uuidString.prefix(8))")
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            let d = directory.path
+            socketPath = "\(d)/control.sock"
+            databasePath = "\(d)/beeldzorg.sqlite"
+            try "\(BaresipContactTests.password)\n".write(toFile: "\(d)/sip-password", atomically: true, encoding: .utf8)
+            chmod("\(d)/sip-password", 0o600)
+            mkfifo("\(d)/button", 0o600)
+            let post = try await freePort(udp: true)
+            let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+                .deletingLastPathComponent()
+            // The edge proxy by name: the certificate is for localhost (an IP address cannot be
+            // sent as SNI). demo_centrale seeds the family contact sip:marieke@127.0.0.1 (and runs a demo
+            // post nobody calls here).
+            try """
+            account:
+              user: tablet
+              domain: \(CentraleProxy.realm)
+              password_file: \(d)/sip-password
+              listen_host: 127.0.0.1
+            transport: tls
+            edge_proxies:
+              - sip:localhost:\(proxy.tlsPort)
+            ca_file: \(certificates.caFile)
+            srtp: required
+            centrale:
+              policy: ring_all
+              deadline_seconds: 20
+              posts:
+                - id: post-1
+                  uri: sip:post1@127.0.0.1:\(post)
+            button:
+              device: fifo:\(d)/button
+            camera:
+              device: test-pattern
+            audio:
+              capture: tone:440
+              playback: "null"
+            database: \(databasePath)
+            control_socket: \(socketPath)
+            prompts: \(root.appendingPathComponent("prompts").path)
+            demo_centrale: true
+            """.write(toFile: "\(d)/beeldzorgd.yaml", atomically: true, encoding: .utf8)
+            peer = PeerProcess(name: "beeldzorgd", executable: Self.binaries.appendingPathComponent("beeldzorgd").path,
+                               arguments: ["--config", "\(d)/beeldzorgd.yaml", "--console", "--log-level", "debug"],
+                               logURL: directory.appendingPathComponent("daemon.log"), emptySignalMask: false)
+            try peer.start()
+        }
+
+        var log: String { peer.log }
+
+        /// `beeldzorgctl ARGS --json` output (status through the socket, calls from the database).
+        func ctl(_ arguments: [String]) throws -> String {
+            let process = Process()
+            process.executableURL = Self.binaries.appendingPathComponent("beeldzorgctl")
+            process.arguments = arguments + ["--json"]
+            let out = Pipe()
+            process.standardOutput = out
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            let data = out.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            return String(decoding: data, as: UTF8.self)
+        }
+
+        var phase: String? {
+            let text = (try? ctl(["status", "--socket", socketPath])) ?? ""
+            guard let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any],
+                  let call = object["call"] as? [String: Any]
+            else { return nil }
+            return call["phase"] as? String
+        }
+
+        var calls: String { (try? ctl(["calls", "--database", databasePath])) ?? "" }
+
+        func waitFor(_ what: String, timeout: Duration = .seconds(20), _ condition: () -> Bool) async throws {
+            let deadline = ContinuousClock.now + timeout
+            while ContinuousClock.now < deadline {
+                if condition() { return }
+                guard peer.isRunning else { throw CommandFailed(command: "beeldzorgd exited waiting for \(what)", output: log) }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            throw CommandFailed(command: "waiting for \(what)", output: String(log.suffix(6000)))
+        }
+
+        func stop() { peer.stop() }
+
+        deinit {
+            stop()
+            try? FileManager.default.removeItem(at: directory)
+        }
+    }
+
+    /// Kamailio, the daemon registered through it, and a baresip family member calling from
+    /// `user`@127.0.0.1 through Kamailio's UDP side.
+    func call(from user: String, _ body: (Daemon, Baresip, CentraleProxy) async throws -> Void) async throws {
+        let certificates = try TestCertificates()
+        let proxy = try await CentraleProxy(certificates: certificates, password: Self.password, posts: [])
+        defer { proxy.stop() }
+        let daemon = try await Daemon(proxy: proxy, certificates: certificates)
+        defer { daemon.stop() }
+        try await daemon.waitFor("the tablet to register over TLS") { proxy.log.contains("REGISTER accepted for tablet") }
+        let caller = try await Baresip(
+            name: user, account: "<sip:\(user)@127.0.0.1>;regint=0;outbound=\"sip:127.0.0.1:\(proxy.udpPort)\"")
+        try await caller.start()
+        defer { caller.stop() }
+        try await caller.command("dial", "sip:tablet@\(CentraleProxy.realm)")
+        try await body(daemon, caller, proxy)
+    }
+
+    @Test func aFamilyContactCallsAndTheTabletRings() async throws {
+        try await call(from: "marieke") { daemon, caller, proxy in
+            try await daemon.waitFor("the tablet to ring") { daemon.phase == "incomingRinging" }
+            // 180 reached the caller through Kamailio and the tablet's TLS flow.
+            try await caller.next("CALL_RINGING", timeout: .seconds(10))
+            #expect(proxy.log.contains("request INVITE sip:tablet@\(CentraleProxy.realm)"))
+            // The caller gives up: the tablet stops ringing.
+            try await caller.command("hangup")
+            try await daemon.waitFor("the ringing to stop") { daemon.phase == "idle" }
+        }
+    }
+
+    @Test func aStrangerGets403AndACallLogEntry() async throws {
+        try await call(from: "onbekend") { daemon, caller, _ in
+            let closed = try await caller.next("CALL_CLOSED", timeout: .seconds(15))
+            #expect(closed.fields["param"]?.contains("403") == true, "\(closed)")
+            let ringing = await caller.all().contains { $0.type == "CALL_RINGING" }
+            #expect(!ringing, "a stranger heard ringing")
+            try await daemon.waitFor("the rejection in the call log") {
+                daemon.calls.contains("notAContact") && daemon.calls.contains("onbekend@127.0.0.1")
+            }
+            #expect(daemon.phase == "idle")
+        }
+    }
+}
