@@ -111,7 +111,7 @@ let package = Package(
             name: "Daemon",
             dependencies: [
                 "CallFlow", "SIP", "Media", "Devices", "Store", "BeeldzorgConfig", "Control",
-                "DemoCentrale", "Provisioning",
+                "DemoCentrale", "Provisioning", "Screen",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -177,7 +177,7 @@ let package = Package(
             path: "Sources/SIPBenchmark", swiftSettings: strict),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["Control", "BeeldzorgConfig", "Store"],
+            dependencies: ["Control", "BeeldzorgConfig", "Store", "Screen"],
             swiftSettings: strict
         ),
     ]

@@ -74,6 +74,26 @@ public struct Configuration: Sendable, Equatable {
         public var uploadURL: String?
     }
 
+    /// What the client sees (`screen:`).
+    public struct Screen: Sendable, Equatable {
+        /// `auto` (the first DRM card with a connected panel, else `/dev/fb0`, else off-screen
+        /// only), a DRM card (`/dev/dri/cardN`), a framebuffer (`/dev/fbN`), `offscreen`
+        /// (drawn in memory for screenshots; tests and the demo) or `none`.
+        public var device: String
+        /// The idle screen dims after this many seconds without a call or press; 0 never dims.
+        public var dimAfterSeconds: Int
+        /// A TrueType font file for all text.
+        public var font: String
+
+        public static let defaultFont = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
+
+        public init(device: String = "auto", dimAfterSeconds: Int = 120, font: String = Screen.defaultFont) {
+            self.device = device
+            self.dimAfterSeconds = dimAfterSeconds
+            self.font = font
+        }
+    }
+
     public var account: Account
     public var transport: Transport
     public var edgeProxies: [String]
@@ -93,6 +113,7 @@ public struct Configuration: Sendable, Equatable {
     /// Start the built-in loopback demo centrale (for `make demo` only).
     public var demoCentrale: Bool
     public var provisioning: Provisioning? = nil
+    public var screen = Screen()
 
     /// Parses and validates a configuration file's text.
     public static func parse(_ text: String) throws(ConfigError) -> Configuration {
@@ -207,6 +228,17 @@ public struct Configuration: Sendable, Equatable {
             try section.finish()
         }
 
+        var parsedScreen = Screen()
+        if var section = try root.section("screen") {
+            parsedScreen.device = try section.string("device") ?? parsedScreen.device
+            if !["auto", "offscreen", "none"].contains(parsedScreen.device) && !parsedScreen.device.hasPrefix("/") {
+                throw section.invalid("device", "'\(parsedScreen.device)' is not auto, offscreen, none or a device path (/dev/dri/card0, /dev/fb0)")
+            }
+            parsedScreen.dimAfterSeconds = try section.int("dim_after_seconds", in: 0...86_400) ?? parsedScreen.dimAfterSeconds
+            parsedScreen.font = try section.string("font") ?? parsedScreen.font
+            try section.finish()
+        }
+
         var configuration = Configuration(
             account: parsedAccount,
             transport: transport,
@@ -225,6 +257,7 @@ public struct Configuration: Sendable, Equatable {
             demoCentrale: try root.bool("demo_centrale") ?? false
         )
         configuration.provisioning = parsedProvisioning
+        configuration.screen = parsedScreen
         try root.finish()
         return configuration
     }

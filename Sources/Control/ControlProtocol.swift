@@ -38,6 +38,9 @@ public struct ControlRequest: Codable, Sendable, Equatable {
         /// Hand the next press (within `seconds`) to the technician instead of the call flow;
         /// refused unless the tablet is idle.
         case testButton = "test-button"
+        /// Exactly what is on the screen now, as a PNG (`ScreenshotResult`); the CLI writes
+        /// the file, so the daemon never writes where a client names.
+        case screenshot
     }
 
     public var v: Int

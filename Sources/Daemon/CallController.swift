@@ -251,6 +251,10 @@ actor CallController {
             case .testButton:
                 // Answered by the loop itself (startButtonTest): it waits for a press.
                 return .failure(ControlError(.internal, "test-button is handled by the controller loop"))
+            case .screenshot:
+                // Answered by ScreenService before this loop: encoding a PNG must not hold up
+                // the button.
+                return .failure(ControlError(.internal, "screenshot is not handled by the call loop"))
             case .provisionStatus, .provisionSync:
                 // Answered by ProvisioningService before this loop (BeeldzorgDaemon's control
                 // handler): a sync must not hold up the button.

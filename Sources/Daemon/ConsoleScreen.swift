@@ -2,18 +2,22 @@ import CallFlow
 import Foundation
 import Synchronization
 
-/// The screen's stand-in until the DRM screen lands (issue 9): one plain line per state
-/// change and per spoken prompt, on standard output, so the demo shows what the client sees
-/// and hears. Off unless `--console` is given.
+/// Where the call flow's state reaches the screen: the real screen (`ScreenService`, drawn
+/// by the Screen module) gets every status, and with `--console` one plain line per state
+/// change and per spoken prompt goes to standard output, so the demo shows in a terminal
+/// what the client sees and hears (the integration tests read those lines too).
 final class ConsoleScreen: Sendable {
     private let enabled: Bool
+    private let display: ScreenService?
     private let lastPhase = Mutex<CallFlowStatus.Phase?>(nil)
 
-    init(enabled: Bool) {
+    init(enabled: Bool, display: ScreenService? = nil) {
         self.enabled = enabled
+        self.display = display
     }
 
     func show(status: CallFlowStatus) {
+        display?.show(status: status)
         guard enabled else { return }
         let changed = lastPhase.withLock { last in
             defer { last = status.phase }
@@ -21,6 +25,11 @@ final class ConsoleScreen: Sendable {
         }
         guard changed else { return }
         emit("\(Self.clock())  [\(Self.headline(status))]")
+    }
+
+    /// A prompt is about to be spoken (the screen shows the auto-answer countdown from it).
+    func heard(_ prompt: Prompt) {
+        display?.heard(prompt)
     }
 
     func say(_ text: String) {

@@ -13,10 +13,12 @@ final class DeviceSet: Sendable {
     private let configuration: Configuration
     private let logger: Logger
     private let buttonStatus = Mutex<String?>(nil)
+    private let screen: ScreenService?
 
-    init(configuration: Configuration, logger: Logger) {
+    init(configuration: Configuration, logger: Logger, screen: ScreenService? = nil) {
         self.configuration = configuration
         self.logger = logger
+        self.screen = screen
     }
 
     var cameraFormat: CameraFormat {
@@ -66,8 +68,10 @@ final class DeviceSet: Sendable {
         }
     }
 
+    /// The call's camera; its frames also feed the screen's self view (no second capture).
     func makeCamera() -> (any CameraSource)? {
-        ConfiguredDevice.camera(configuration.camera.device)
+        let camera = ConfiguredDevice.camera(configuration.camera.device)
+        return screen?.withSelfView(camera) ?? camera
     }
 
     func makeMicrophone() -> any AudioSource {
@@ -78,9 +82,9 @@ final class DeviceSet: Sendable {
         ConfiguredDevice.speaker(configuration.audio.playback)
     }
 
+    /// Where decoded remote video goes: the screen, or (with `screen.device: none`) nowhere.
     func makeDisplay() -> any VideoSink {
-        // The DRM screen is issue 9; until then decoded frames are counted, not shown.
-        RecordingVideoSink(capacity: 1)
+        screen?.remoteVideo() ?? RecordingVideoSink(capacity: 1)
     }
 
     /// What `beeldzorgctl status` lists under Devices.

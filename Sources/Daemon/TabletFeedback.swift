@@ -44,6 +44,7 @@ final class TabletFeedback: ClientFeedback {
     func play(_ prompt: Prompt) async {
         let key = PromptTexts.key(for: prompt)
         logger.info("prompt", metadata: ["prompt": "\(key)"])
+        screen.heard(prompt)
         guard let prompts else {
             screen.say("(\(key))")
             return

@@ -65,7 +65,7 @@ enum TechnicianCommands {
         case .testSpeaker:
             await feedback.play(Prompt.connected)
             return try .success(SpeakerResult(device: source("speaker") ?? "?", prompt: PromptCatalog.Key.connected))
-        case .status, .press, .demoCallIn, .calls, .testButton, .provisionStatus, .provisionSync:
+        case .status, .press, .demoCallIn, .calls, .testButton, .provisionStatus, .provisionSync, .screenshot:
             preconditionFailure("TechnicianCommands.run called for \(request.cmd)")
         }
     }
