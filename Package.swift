@@ -158,7 +158,16 @@ let package = Package(
         .testTarget(name: "CallFlowTests", dependencies: ["CallFlow"], swiftSettings: strict),
         .testTarget(name: "SIPTests", dependencies: ["SIP", "DemoCentrale"], swiftSettings: strict),
         .testTarget(name: "DevicesTests", dependencies: ["Devices"], swiftSettings: strict),
-        .testTarget(name: "MediaTests", dependencies: ["Media", "Devices"], swiftSettings: strict),
+        .testTarget(
+            name: "MediaTests",
+            dependencies: [
+                // SIP only for the calls to a real baresip (BaresipPeerTests).
+                "Media", "Devices", "SIP",
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
         .testTarget(name: "StoreTests", dependencies: ["Store"], swiftSettings: strict),
         .testTarget(name: "ProvisioningTests", dependencies: ["Provisioning", "Store"], swiftSettings: strict),
         .testTarget(name: "BeeldzorgConfigTests", dependencies: ["BeeldzorgConfig"], swiftSettings: strict),
