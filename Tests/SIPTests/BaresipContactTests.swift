@@ -25,7 +25,8 @@ import Testing
             return URL(fileURLWithPath: FileManager.default.currentDirectoryPath).appendingPathComponent(".build/debug")
         }()
 
-        init(proxy: CentraleProxy, certificates: TestCertificates) async throws {
+        /// `posts`: the centrale's post URIs; nil = one demo post nobody calls.
+        init(proxy: CentraleProxy, certificates: TestCertificates, posts: [String]? = nil, policy: String = "ring_all") async throws {
             directory = FileManager.default.temporaryDirectory.appendingPathComponent("bzd-\(UUID().uuidString.prefix(8))")
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
             let d = directory.path
@@ -34,7 +35,10 @@ import Testing
             try "\(BaresipContactTests.password)\n".write(toFile: "\(d)/sip-password", atomically: true, encoding: .utf8)
             chmod("\(d)/sip-password", 0o600)
             mkfifo("\(d)/button", 0o600)
-            let post = try await freePort(udp: true)
+            let demoPost = try await freePort(udp: true)
+            let postLines = (posts ?? ["sip:post1@127.0.0.1:\(demoPost)"]).enumerated().map { n, uri in
+                "    - id: post-\(n + 1)\n      uri: \(uri)"
+            }.joined(separator: "\n")
             let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
                 .deletingLastPathComponent()
             // The edge proxy by name: the certificate is for localhost (an IP address cannot be
@@ -52,11 +56,10 @@ import Testing
             ca_file: \(certificates.caFile)
             srtp: required
             centrale:
-              policy: ring_all
+              policy: \(policy)
               deadline_seconds: 20
               posts:
-                - id: post-1
-                  uri: sip:post1@127.0.0.1:\(post)
+            \(postLines)
             button:
               device: fifo:\(d)/button
             camera:
@@ -67,7 +70,7 @@ import Testing
             database: \(databasePath)
             control_socket: \(socketPath)
             prompts: \(root.appendingPathComponent("prompts").path)
-            demo_centrale: true
+            demo_centrale: \(posts == nil)
             """.write(toFile: "\(d)/beeldzorgd.yaml", atomically: true, encoding: .utf8)
             peer = PeerProcess(name: "beeldzorgd", executable: Self.binaries.appendingPathComponent("beeldzorgd").path,
                                arguments: ["--config", "\(d)/beeldzorgd.yaml", "--console", "--log-level", "debug"],
@@ -97,6 +100,21 @@ import Testing
                   let call = object["call"] as? [String: Any]
             else { return nil }
             return call["phase"] as? String
+        }
+
+        /// The daemon's status as JSON (nil while the control socket does not answer).
+        var status: [String: Any]? {
+            let text = (try? ctl(["status", "--socket", socketPath])) ?? ""
+            return try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any]
+        }
+
+        /// Writes a line to the button FIFO (what the hardware button's events become).
+        func button(_ line: String) throws {
+            let fd = open(directory.appendingPathComponent("button").path, O_WRONLY | O_NONBLOCK)
+            guard fd >= 0 else { throw CommandFailed(command: "button", output: String(cString: strerror(errno))) }
+            defer { close(fd) }
+            let bytes = Array((line + "\n").utf8)
+            guard write(fd, bytes, bytes.count) == bytes.count else { throw CommandFailed(command: "button", output: "short write") }
         }
 
         var calls: String { (try? ctl(["calls", "--database", databasePath])) ?? "" }

@@ -1,0 +1,45 @@
+import Foundation
+import Testing
+
+/// The built `beeldzorgd` calling real baresip posts over TLS through Kamailio (issue 3, the
+/// daemon-level version of "call the centrale and a post answers"): the button press goes
+/// through CallFlow, the user agent, Kamailio and a post that auto-answers with mandatory SRTP;
+/// media flows both ways and authenticates.
+@Suite(.serialized) struct BaresipDaemonTests {
+    typealias Daemon = BaresipContactTests.Daemon
+
+    @Test func aPressReachesABaresipPostOverTLSAndSRTPFlowsBothWays() async throws {
+        let certificates = try TestCertificates()
+        let post = try await Baresip(name: "daemonpost")
+        try await post.start()
+        defer { post.stop() }
+        let proxy = try await CentraleProxy(certificates: certificates, password: BaresipContactTests.password,
+                                            posts: [(uri: "sip:127.0.0.1:\(post.sipPort)", priority: 10)])
+        defer { proxy.stop() }
+        let daemon = try await Daemon(proxy: proxy, certificates: certificates, posts: [post.uri])
+        defer { daemon.stop() }
+        try await daemon.waitFor("the tablet to register over TLS") { proxy.log.contains("REGISTER accepted for tablet") }
+        try await daemon.waitFor("the daemon to be idle") { daemon.phase == "idle" }
+
+        let pressed = ContinuousClock.now
+        try daemon.button("press")
+        try await daemon.waitFor("the call to be up") { daemon.phase == "inCall" }
+        print("baresip via beeldzorgd: press to inCall \((ContinuousClock.now - pressed).formatted(.units(allowed: [.milliseconds])))")
+        try await post.next("CALL_ESTABLISHED")
+        let menc = try await post.next("CALL_MENC")
+        #expect(menc.fields["param"] == "0,audio,AES_CM_128_HMAC_SHA1_80", "\(menc)")
+        // Our SRTP reached baresip (it saw RTP from us) and baresip's reached us and authenticated.
+        try await post.next("CALL_RTPESTAB", timeout: .seconds(15))
+        try await daemon.waitFor("SRTP audio from the post") {
+            guard let media = daemon.status?["media"] as? [String: Any] else { return false }
+            return (media["audioPacketsReceived"] as? Int ?? 0) >= 25
+        }
+        let media = try #require(daemon.status?["media"] as? [String: Any])
+        #expect(media["authenticationFailures"] as? Int == 0)
+        #expect(proxy.log.contains("request INVITE sip:centrale@127.0.0.1:\(post.sipPort)"))
+
+        try daemon.button("long")
+        try await post.next("CALL_CLOSED")
+        try await daemon.waitFor("the call to end") { daemon.phase != "inCall" }
+    }
+}
