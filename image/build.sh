@@ -117,13 +117,18 @@ step "root file system (mmdebstrap $suite amd64)"
 base="$work/base"
 rootfs="$work/rootfs"
 # Runtime libraries: what `ldd` above lists beyond glibc and libstdc++ (libevdev, libv4l2,
-# ALSA, Opus, VPX, SRTP, SQLite); espeak-ng and sox render prompts with a name in them at
+# ALSA, Opus, VPX, SRTP, SQLite, OpenSSL's libcrypto, webrtc-audio-processing; the build
+# stops below if one is missing); espeak-ng and sox render prompts with a name in them at
 # run time (Devices/SpeechRenderer.swift).
 packages=(
     systemd systemd-sysv udev kmod systemd-resolved systemd-timesyncd e2fsprogs iproute2
     linux-image-amd64 initramfs-tools zstd systemd-boot-efi
     libevdev2 libv4l-0 libasound2 libasound2-data libopus0 libvpx7 libsrtp2-1 libsqlite3-0
-    libstdc++6 libgcc-s1
+    libstdc++6 libgcc-s1 libssl3
+    # echo cancellation (Sources/CEchoCanceller)
+    libwebrtc-audio-processing1
+    # the screen (Sources/Screen, issue 9): DRM/KMS, FreeType with DejaVu Sans, PNG
+    libdrm2 libfreetype6 libpng16-16 fonts-dejavu-core
     espeak-ng sox
     # The provisioning client trusts the system's roots when provisioning.ca_file is left out.
     ca-certificates
