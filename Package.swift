@@ -152,7 +152,15 @@ let package = Package(
         // Prints codec, CPU and latency figures for media (issue 4); not a test.
         // Prints I420 conversion and whole-frame render times for the screen (issue 9); not a test.
         .executableTarget(name: "screen-benchmark", dependencies: ["Screen", "Devices"], path: "Sources/ScreenBenchmark", swiftSettings: strict),
-        .executableTarget(name: "media-benchmark", dependencies: ["Media", "Devices"], path: "Sources/MediaBenchmark", swiftSettings: strict),
+        .executableTarget(
+            name: "media-benchmark",
+            dependencies: [
+                "Media", "Devices", "SIP",
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Sources/MediaBenchmark", swiftSettings: strict
+        ),
 
         // MARK: Tests
         .testTarget(name: "CallFlowTests", dependencies: ["CallFlow"], swiftSettings: strict),

@@ -3,7 +3,9 @@
 //   - CPU seconds per minute of a 640×480@25 VP8 + Opus SRTP call, both ends in this
 //     process on loopback, send and receive
 //   - mouth-to-ear latency on loopback, including the jitter buffer
-// Usage: media-benchmark [--seconds N]   (default 20 s of call)
+//   - the same call with a real baresip at the other end: CPU per call-minute of each end,
+//     and the ratio (BaresipComparison.swift)
+// Usage: media-benchmark [--seconds N]   (default 20 s of call, and of the baresip window)
 import Devices
 import Foundation
 import Media
@@ -152,8 +154,8 @@ func callFigures() throws {
         print("Mouth-to-ear on loopback (capture → speaker write, jitter buffer included), \(latencies.count) bursts: "
               + "p50 \(ms(percentile(latencies, 0.5))) max \(ms(latencies.max()!))")
     }
-    print("baresip comparison: not measured by this tool (see the report)")
 }
 
 try codecFigures()
 try callFigures()
+try await baresipComparison(seconds: callSeconds)
