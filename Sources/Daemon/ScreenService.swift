@@ -54,10 +54,12 @@ final class ScreenService: Service, Sendable {
                 draws = true
                 logger.info("screen", metadata: ["output": "\(output.description)"])
             } catch {
-                if settings.device == "auto" {
+                if settings.device == "auto" && !Self.anyDisplayNode() {
                     // A development machine or a test: no panel, screenshots still work.
                     logger.warning("no display found; the screen is drawn off-screen only", metadata: ["error": "\(error)"])
                 } else {
+                    // A panel is there but cannot be used (permissions, the unit's DeviceAllow,
+                    // another DRM master): the client sees nothing, so it is a fault.
                     logger.error("display unusable; the screen is drawn off-screen only", metadata: ["error": "\(error)"])
                     fault = "screen: \(error)"
                 }
@@ -71,6 +73,13 @@ final class ScreenService: Service, Sendable {
             onError: { error in logger.error("display failed", metadata: ["error": "\(error)"]) }
         )
         return ScreenService(live: live, draws: draws, fault: fault, logger: logger)
+    }
+
+    /// Whether the machine has any display node at all (`auto` without one is a test or
+    /// development machine, not a broken tablet).
+    private static func anyDisplayNode() -> Bool {
+        let cards = (try? FileManager.default.contentsOfDirectory(atPath: "/dev/dri"))?.contains { $0.hasPrefix("card") } ?? false
+        return cards || FileManager.default.fileExists(atPath: "/dev/fb0")
     }
 
     /// A contact's photo: `photoRef` is a PNG file, absolute or relative to `photos/` next to
