@@ -19,7 +19,13 @@ packages=(
 )
 
 if [ "$(id -u)" -ne 0 ]; then
-    exec sudo --preserve-env=PATH,BZ_TIMEOUT,BZ_QEMU_MEM,BZ_MIRROR,BZ_SECURITY_MIRROR,BZ_OUT "$0" "$@"
+    # PATH through env(1): sudo's secure_path would drop Swift from it.
+    vars=("PATH=$PATH")
+    for v in BZ_TIMEOUT BZ_QEMU_MEM BZ_MIRROR BZ_SECURITY_MIRROR BZ_OUT; do
+        [ -n "${!v:-}" ] && vars+=("$v=${!v}")
+    done
+    command -v sudo >/dev/null 2>&1 || { echo "image-test: needs root (mmdebstrap, a network namespace), and there is no sudo" >&2; exit 2; }
+    exec sudo env "${vars[@]}" "$0" "$@"
 fi
 
 missing=()
