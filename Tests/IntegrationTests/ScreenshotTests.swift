@@ -1,6 +1,7 @@
 import Control
 import Foundation
 import Screen
+import Store
 import Testing
 
 /// `beeldzorgctl screenshot` against the built daemon with an off-screen screen: the idle
@@ -58,6 +59,38 @@ import Testing
         // The self view sits in the bottom-right corner inside a white border.
         #expect(call[1280 - 24 - 281 - 2, 800 - 24 - 100] == 0xFFFFFF, "no self-view border")
 
+        try daemon.button("long")
+        #expect(await daemon.stop() == 0)
+    }
+
+    @Test func anIncomingContactShowsTheirPhotoAndTheAutoAnswerCountdown() async throws {
+        let daemon = try DaemonUnderTest(extraConfig: "screen:\n  device: offscreen\n")
+        // The contact's photo (a PNG next to the database, as photoRef names it) and a long
+        // auto-answer, so the countdown is on screen when the screenshot is taken.
+        let photos = daemon.directory.appendingPathComponent("photos")
+        try FileManager.default.createDirectory(at: photos, withIntermediateDirectories: true)
+        var photo = ScreenImage(width: 120, height: 150, fill: 0x2E_5C_8A)
+        photo.fill(Rect(x: 30, y: 30, width: 60, height: 60), with: 0xE8_B8_94)
+        try PNGCodec.write(photo, to: photos.appendingPathComponent("marieke.png").path)
+        let store = try BeeldzorgStore(path: daemon.databasePath)
+        try store.upsertContact(Contact(id: "demo-marieke", displayName: "Marieke", sipURI: "sip:marieke@127.0.0.1",
+                                        role: .family, autoAnswerSeconds: 60, photoRef: "marieke.png", sortOrder: 1))
+        try store.close()
+
+        try daemon.start()
+        defer { Task { await daemon.stop() } }
+        try await daemon.waitUntilReady()
+        let callIn = try runCtl(["demo", "call-in", "--from", "sip:marieke@127.0.0.1"], socket: daemon.socketPath)
+        #expect(callIn.status == 0, "\(callIn.error)")
+        try await daemon.waitForPhase("incomingRinging")
+        // The countdown appears once the auto-answer prompt has been given to the screen.
+        var shot = try screenshot(daemon, name: "incoming.png")
+        try await daemon.waitFor("the countdown", timeout: .seconds(10)) {
+            shot = try screenshot(daemon, name: "incoming.png")
+            return shot.pixels.contains(Colour.accent)
+        }
+        #expect(shot.pixels.filter { $0 == 0x2E_5C_8A }.count > 10_000, "the photo's background is missing")
+        #expect(shot.pixels.filter { $0 == 0xE8_B8_94 }.count > 5_000, "the photo's face is missing")
         try daemon.button("long")
         #expect(await daemon.stop() == 0)
     }
