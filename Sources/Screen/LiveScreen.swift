@@ -137,13 +137,26 @@ public final class LiveScreen: Sendable {
         return ScreenModel(status: snapshot.status, context: context, texts: texts)
     }
 
+    static let minimumFrameInterval: Duration = .milliseconds(33)
+
     private func drawLoop() {
         var last: ScreenModel?
         var image = ScreenImage(width: output.width, height: output.height, fill: Colour.background)
         var failing = false
+        var lastDrawn = ContinuousClock.now - .seconds(1)
         while !inputs.withLock({ $0.stopped }) {
-            let model = currentModel(now: Date())
+            var model = currentModel(now: Date())
+            if case .inCall = model, model != last {
+                // Remote and self-view frames each signal; draw at most ~30 times a second
+                // so two 25 fps streams cost one frame's work, not two.
+                let since = lastDrawn.duration(to: .now)
+                if since < Self.minimumFrameInterval {
+                    Thread.sleep(forTimeInterval: Double((Self.minimumFrameInterval - since).components.attoseconds) / 1e18)
+                    model = currentModel(now: Date())
+                }
+            }
             if model != last {
+                lastDrawn = .now
                 renderer.render(model, into: &image)
                 do {
                     try output.present(image)

@@ -2,6 +2,7 @@ import CallFlow
 import Devices
 import Foundation
 import Screen
+import Synchronization
 import Testing
 
 @Suite struct ScreenModelTests {
@@ -270,5 +271,63 @@ import Testing
         #expect(output.lastImage?.pixels.contains(Colour.accent) == false)
         screen.autoAnswer(afterSeconds: 5)
         try await waitFor("the countdown") { output.lastImage?.pixels.contains(Colour.accent) == true }
+    }
+}
+
+/// An output that fails every frame, to check the screen reports it once and keeps the
+/// picture for screenshots.
+final class BrokenOutput: ScreenOutput {
+    let width = 320
+    let height = 200
+    let description = "broken"
+    let failures = Mutex(0)
+    func present(_ image: ScreenImage) throws(ScreenOutputError) {
+        failures.withLock { $0 += 1 }
+        throw ScreenOutputError(device: "broken", detail: "gone")
+    }
+    func close() {}
+}
+
+@Suite(.serialized) struct LiveScreenBehaviourTests {
+    func waitFor(_ what: String, timeout: Duration = .seconds(10), _ condition: () -> Bool) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while !condition() {
+            guard ContinuousClock.now < deadline else {
+                Issue.record("timed out waiting for \(what)")
+                return
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+    }
+
+    @Test func dimsWhenIdleAndWakesOnACall() async throws {
+        let output = OffscreenOutput(width: 320, height: 200)
+        let screen = LiveScreen(output: output, renderer: ScreenRenderer(font: try FontRenderer()), texts: try loadTexts(),
+                                dimAfter: .seconds(1))
+        screen.start()
+        defer { screen.stop() }
+        screen.show(status: CallFlowStatus(phase: .idle))
+        try await waitFor("the bright idle screen") { output.lastImage?.pixels.contains(Colour.text) == true }
+        try await waitFor("dimming", timeout: .seconds(10)) {
+            guard let image = output.lastImage else { return false }
+            return !image.pixels.contains(Colour.text) && image[0, 0] != Colour.background
+        }
+        screen.show(status: CallFlowStatus(phase: .incomingRinging, peerName: "Els"))
+        try await waitFor("the incoming screen, bright") { output.lastImage?.pixels.contains(Colour.text) == true }
+        screen.show(status: CallFlowStatus(phase: .idle))
+        try await waitFor("idle again, bright") { output.lastImage.map { $0.pixels.contains(Colour.accent) } == true }
+    }
+
+    @Test func aFailingDisplayIsReportedOnceAndScreenshotsStillWork() async throws {
+        let output = BrokenOutput()
+        let reports = Mutex(0)
+        let screen = LiveScreen(output: output, renderer: ScreenRenderer(font: try FontRenderer()), texts: try loadTexts(),
+                                dimAfter: nil, onError: { _ in reports.withLock { $0 += 1 } })
+        screen.start()
+        defer { screen.stop() }
+        screen.show(status: CallFlowStatus(phase: .callingCentrale))
+        try await waitFor("several failed frames") { output.failures.withLock { $0 } >= 3 }
+        #expect(reports.withLock { $0 } == 1)
+        #expect(screen.snapshot().pixels.contains(Colour.text))
     }
 }
