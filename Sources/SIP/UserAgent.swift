@@ -315,9 +315,11 @@ public actor UserAgent {
     }
 
     /// Sends OPTIONS and returns the final status, or nil when nothing answered in `timeout`.
-    /// Used to learn ahead of a press which posts are alive.
+    /// Used to learn ahead of a press which posts are alive. With edge proxies it goes the way
+    /// an INVITE would (over the flow, with a Route), since posts sit behind them.
     public func probe(_ uri: String, timeout: Duration) async -> Int? {
-        guard !stopped, let target = SIPNameAddress(uri), let destination = resolve(target.uri) else { return nil }
+        guard !stopped, let target = SIPNameAddress(uri), let destination = outboundDestination() ?? resolve(target.uri)
+        else { return nil }
         let branch = newBranch()
         var headers = SIPHeaders()
         headers.add("Via", via(branch))
@@ -326,6 +328,7 @@ public actor UserAgent {
         headers.add("To", "<\(target.uri)>")
         headers.add("Call-ID", randomToken(16) + "@" + configuration.localHost)
         headers.add("CSeq", "1 OPTIONS")
+        if let route = outboundRoute() { headers.add("Route", route) }
         headers.add("Accept", "application/sdp")
         headers.add("User-Agent", configuration.userAgentHeader)
         let request = SIPRequest(method: .options, uri: target.uri, headers: headers)

@@ -81,17 +81,35 @@ import Testing
         var log: String { peer.log }
 
         /// `beeldzorgctl ARGS --json` output (status through the socket, calls from the database).
+        /// posix_spawn and waitpid rather than Foundation's Process: its exit is noticed on a
+        /// Dispatch queue, which a loaded 2-core machine running blocked test threads can starve
+        /// (seen here: a finished beeldzorgctl left as a zombie and the test hanging).
         func ctl(_ arguments: [String]) throws -> String {
-            let process = Process()
-            process.executableURL = Self.binaries.appendingPathComponent("beeldzorgctl")
-            process.arguments = arguments + ["--json"]
-            let out = Pipe()
-            process.standardOutput = out
-            process.standardError = FileHandle.nullDevice
-            try process.run()
-            let data = out.fileHandleForReading.readDataToEndOfFile()
-            process.waitUntilExit()
-            return String(decoding: data, as: UTF8.self)
+            let path = Self.binaries.appendingPathComponent("beeldzorgctl").path
+            var fds: [Int32] = [0, 0]
+            guard pipe(&fds) == 0 else { throw CommandFailed(command: "pipe", output: "") }
+            var actions: posix_spawn_file_actions_t = posix_spawn_file_actions_t()
+            posix_spawn_file_actions_init(&actions)
+            defer { posix_spawn_file_actions_destroy(&actions) }
+            posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
+            posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+            posix_spawn_file_actions_addclose(&actions, fds[0])
+            let argv = ([path] + arguments + ["--json"]).map { strdup($0) } + [nil]
+            defer { argv.forEach { free($0) } }
+            var pid: pid_t = 0
+            let spawned = posix_spawn(&pid, path, &actions, nil, argv, environ)
+            close(fds[1])
+            defer { close(fds[0]) }
+            guard spawned == 0 else { throw CommandFailed(command: path, output: String(cString: strerror(spawned))) }
+            var output: [UInt8] = []
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            while true {
+                let count = read(fds[0], &buffer, buffer.count)
+                if count > 0 { output += buffer[0..<count] } else if count == 0 || errno != EINTR { break }
+            }
+            var status: Int32 = 0
+            while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+            return String(decoding: output, as: UTF8.self)
         }
 
         var phase: String? {

@@ -20,6 +20,10 @@ import Testing
         defer { daemon.stop() }
         try await daemon.waitFor("the tablet to register over TLS") { proxy.log.contains("REGISTER accepted for tablet") }
         try await daemon.waitFor("the daemon to be idle") { daemon.phase == "idle" }
+        // Let the daemon's first OPTIONS round to the posts finish (2 s timeout): the post must
+        // be found alive through the edge proxy, not skipped as dead.
+        try await daemon.waitFor("the post liveness check") { daemon.log.contains("post liveness") }
+        #expect(daemon.log.contains("alive=true"), "\(daemon.log.split(separator: "\n").filter { $0.contains("liveness") })")
 
         let pressed = ContinuousClock.now
         try daemon.button("press")
