@@ -171,22 +171,23 @@ public final class DRMOutput: ScreenOutput {
         let result: Result<Void, ScreenOutputError> = state.withLock { state in
             guard !state.closed else { return .failure(ScreenOutputError(device: path, detail: "closed")) }
             if state.flipPending {
-                // One flip in flight at a time; a generous wait, since a stuck flip only
-                // costs this frame.
-                if cdrm_wait_flip(fd, 100) != 0 { state.flipPending = false }
+                // One flip in flight at a time. A flip whose event does not come within
+                // 100 ms (many frames) is taken as lost rather than blocking the screen.
+                _ = cdrm_wait_flip(fd, 100)
+                state.flipPending = false
             }
-            let back = state.flipPending ? state.front : 1 - state.front
+            let back = 1 - state.front
             let buffer = state.buffers[back]
             Self.copy(image, into: buffer)
-            guard back != state.front else { return .success(()) }  // previous flip still pending: draw in place
             if state.flipWorks {
                 if drmModePageFlip(fd, crtcID, buffer.framebuffer, cdrm_page_flip_event(), nil) == 0 {
                     state.flipPending = true
                     state.front = back
                     return .success(())
                 }
-                // Some drivers (and fbdev emulation) cannot flip: set the CRTC per frame.
-                state.flipWorks = false
+                // Some drivers cannot flip: set the CRTC per frame from now on. (EBUSY is a
+                // flip still queued after all: only this frame goes the slow way.)
+                if Glibc.errno != EBUSY { state.flipWorks = false }
             }
             var connector = connectorID
             guard drmModeSetCrtc(fd, crtcID, buffer.framebuffer, 0, 0, &connector, 1, &state.mode) == 0 else {
