@@ -53,7 +53,7 @@ func processCPUSeconds(_ pid: Int32) -> Double? {
     return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
 }
 
-func baresipComparison(seconds: Int) async throws {
+func baresipComparison(seconds: Int, echoCancellation: Bool) async throws {
     let binary = "/usr/bin/baresip"
     guard FileManager.default.isExecutableFile(atPath: binary) else {
         print("baresip comparison: baresip is not installed (apt-get install baresip-core)")
@@ -143,7 +143,8 @@ func baresipComparison(seconds: Int) async throws {
         audioCodec: .opus(payloadType: Int(audio.payloadType)), videoPayloadType: Int(video.payloadType),
         sendKey: audio.sendKey?.bytes, receiveKey: audio.receiveKey?.bytes,
         videoSendKey: video.sendKey?.bytes, videoReceiveKey: video.receiveKey?.bytes, rtcpMux: audio.rtcpMux,
-        audioBitrate: 32_000, videoBitrate: 800_000, cameraFormat: CameraFormat(width: 640, height: 480, framesPerSecond: 25))
+        audioBitrate: 32_000, videoBitrate: 800_000, cameraFormat: CameraFormat(width: 640, height: 480, framesPerSecond: 25),
+        echoCancellation: echoCancellation)
     let display = NullDisplay()
     try session.start(parameters, camera: StillCamera(), microphone: ToneSource(frequency: 1_000), speaker: RecordingAudioSink(capacity: 0),
                       display: display, onFailure: { print("our end: \($0)") })
@@ -163,9 +164,10 @@ func baresipComparison(seconds: Int) async throws {
 
     let wallSeconds = Double(wall.components.seconds) + Double(wall.components.attoseconds) / 1e18
     let oursPerMinute = ours / wallSeconds * 60, theirsPerMinute = theirs / wallSeconds * 60
-    print(String(format: "Same call at both ends (640x480@25 VP8 800 kbit/s + Opus 32 kbit/s, SRTP, still picture both ways, echo canceller on), %.0f s: "
-                 + "beeldzorg %.2f CPU s per call-minute, baresip %.2f; ratio %.2f (goal <= 1.0)",
-                 wallSeconds, oursPerMinute, theirsPerMinute, theirsPerMinute > 0 ? oursPerMinute / theirsPerMinute : .infinity))
+    let mode = echoCancellation ? "on" : "off (baresip runs none)"
+    print("Same call at both ends (640x480@25 VP8 800 kbit/s + Opus 32 kbit/s, SRTP, still picture both ways, our echo canceller \(mode)), "
+          + String(format: "%.0f s: beeldzorg %.2f CPU s per call-minute, baresip %.2f; ratio %.2f (goal <= 1.0)",
+                   wallSeconds, oursPerMinute, theirsPerMinute, theirsPerMinute > 0 ? oursPerMinute / theirsPerMinute : .infinity))
     print("  in that window we sent \(statistics.video.framesSent - statisticsBefore.video.framesSent) video frames and decoded "
           + "\(statistics.video.framesDecoded - statisticsBefore.video.framesDecoded) from baresip, "
           + "\(statistics.audio.framesDecoded - statisticsBefore.audio.framesDecoded) audio frames; auth failures "

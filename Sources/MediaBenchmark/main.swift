@@ -69,6 +69,20 @@ func codecFigures() throws {
         opusDecode.append(try clock.measure { _ = try opusDecoder.decode(packet) })
     }
     tone.close()
+    let canceller = try EchoCanceller()
+    let far = ToneSource(frequency: 440, paced: false), near = ToneSource(frequency: 1_000, paced: false)
+    try far.open(AudioFormat())
+    try near.open(AudioFormat())
+    var echoTimes: [Duration] = []
+    for _ in 0..<500 {
+        let played = try far.read()
+        var heard = try near.read()
+        echoTimes.append(try clock.measure {
+            try canceller.render(played)
+            try canceller.capture(&heard)
+        })
+    }
+    print("Echo canceller 48 kHz mono, per 20 ms frame (far end + microphone): p50 \(ms(percentile(echoTimes, 0.5))) p99 \(ms(percentile(echoTimes, 0.99)))")
     print("Opus 48 kHz mono 20 ms @ 32 kbit/s: encode p50 \(ms(percentile(opusEncode, 0.5))) p99 \(ms(percentile(opusEncode, 0.99))); "
           + "decode p50 \(ms(percentile(opusDecode, 0.5))) p99 \(ms(percentile(opusDecode, 0.99)))")
 }
@@ -158,4 +172,5 @@ func callFigures() throws {
 
 try codecFigures()
 try callFigures()
-try await baresipComparison(seconds: callSeconds)
+try await baresipComparison(seconds: callSeconds, echoCancellation: true)
+try await baresipComparison(seconds: callSeconds, echoCancellation: false)
