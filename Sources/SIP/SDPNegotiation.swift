@@ -417,3 +417,45 @@ enum Base64 {
         return out
     }
 }
+
+// MARK: - Offers inside an established dialog
+
+extension MediaNegotiator {
+    /// The answer to an offer inside an established dialog (a post putting us on hold, a
+    /// session refresh; RFC 3264 §8): our current session description again, with the origin
+    /// version one higher and each stream's direction mirrored from the offer (sendonly →
+    /// recvonly, recvonly → sendonly, inactive → inactive, else sendrecv); a stream the offer
+    /// rejects (port 0) is rejected too. Media itself is not renegotiated: codecs, addresses and
+    /// keys stay as agreed. nil when the offer's streams do not line up with ours (added,
+    /// removed or of another kind): that needs a new negotiation, which we refuse (488).
+    public static func reanswer(_ offer: SessionDescription, current: SessionDescription) -> SessionDescription? {
+        guard offer.media.count == current.media.count,
+              zip(offer.media, current.media).allSatisfy({ $0.kind == $1.kind })
+        else { return nil }
+        var answer = current
+        answer.sessionVersion = String((UInt64(current.sessionVersion) ?? 0) &+ 1)
+        let directions: Set<String> = ["sendrecv", "sendonly", "recvonly", "inactive"]
+        for index in answer.media.indices {
+            let offered = offer.media[index]
+            if offered.port == 0 { answer.media[index].port = 0 }
+            let direction: String
+            if offered.hasAttribute("sendonly") {
+                direction = "recvonly"
+            } else if offered.hasAttribute("recvonly") {
+                direction = "sendonly"
+            } else if offered.hasAttribute("inactive") || offered.port == 0 {
+                direction = "inactive"
+            } else if offer.attributes.contains(where: { $0.name == "sendonly" }) {
+                direction = "recvonly"  // session-level direction (RFC 4566 §6)
+            } else if offer.attributes.contains(where: { $0.name == "inactive" }) {
+                direction = "inactive"
+            } else {
+                direction = "sendrecv"
+            }
+            answer.media[index].attributes.removeAll { directions.contains($0.name) }
+            answer.media[index].attributes.append(SDPAttribute(direction))
+        }
+        answer.attributes.removeAll { directions.contains($0.name) }
+        return answer
+    }
+}

@@ -228,6 +228,7 @@ public actor UserAgent {
         headers.add("User-Agent", configuration.userAgentHeader)
         headers.add("Content-Type", "application/sdp")
         call.invite = SIPRequest(method: .invite, uri: target.uri, headers: headers, body: offer.serialized())
+        call.localSDP = offer
         calls[handle] = call
         inviteBranches[branch] = handle
         logger.info("INVITE sent", metadata: ["call": "\(handle)", "to": "\(target.uri)"])
@@ -281,6 +282,7 @@ public actor UserAgent {
         response.headers.add("Allow", Self.allow)
         response.headers.add("Content-Type", "application/sdp")
         response.body = answer.serialized()
+        call.localSDP = answer
         call.lastResponse = response
         call.state = .answering
         send(response.serialized(), to: call.responseDestination)
@@ -477,9 +479,7 @@ public actor UserAgent {
         let callID = request.headers["Call-ID"]!
         let branch = request.headers.values("Via").first.flatMap(SIPVia.init)?.branch ?? ""
         if to.tag != nil {
-            // A re-INVITE: session changes are not supported yet; the call itself continues.
-            let status = findDialog(request) == nil ? 481 : 488
-            send(makeResponse(to: request, status: status).serialized(), to: source)
+            handleReinvite(request, from: source)
             return
         }
         if let handle = serverInvites[callID + "|" + branch], let call = calls[handle] {
@@ -549,6 +549,47 @@ public actor UserAgent {
             return identity
         }
         return from
+    }
+
+    /// An INVITE inside a dialog (hold, resume, session refresh): answered 200 with our current
+    /// session description, directions mirrored (`MediaNegotiator.reanswer`); without an offer,
+    /// our current description is the offer and the ACK's answer changes nothing here. Media is
+    /// not renegotiated, so an offer whose streams no longer line up gets 488 and the call goes
+    /// on as it was. A retransmitted re-INVITE gets the same answer again.
+    private func handleReinvite(_ request: SIPRequest, from source: SocketAddress) {
+        guard let call = findDialog(request), call.state != .terminated else {
+            send(makeResponse(to: request, status: 481).serialized(), to: source)
+            return
+        }
+        let cseq = request.headers["CSeq"] ?? ""
+        if let last = call.lastReinvite, last.cseq == cseq {
+            send(last.response.serialized(), to: source)
+            return
+        }
+        guard call.state == .confirmed, let current = call.localSDP else {
+            // RFC 3261 §14.2: an INVITE while one of ours is pending or before the dialog is up.
+            send(makeResponse(to: request, status: 491, reason: "Request Pending").serialized(), to: source)
+            return
+        }
+        let answer: SessionDescription
+        if request.body.isEmpty {
+            answer = current
+        } else if let offer = try? SessionDescription(parsing: request.body),
+                  let reanswer = MediaNegotiator.reanswer(offer, current: current) {
+            answer = reanswer
+        } else {
+            logger.notice("re-INVITE refused: the offer does not match the session", metadata: ["call": "\(call.handle)"])
+            send(makeResponse(to: request, status: 488).serialized(), to: source)
+            return
+        }
+        var response = makeResponse(to: request, status: 200, contact: true)
+        response.headers.add("Allow", Self.allow)
+        response.headers.add("Content-Type", "application/sdp")
+        response.body = answer.serialized()
+        call.localSDP = answer
+        call.lastReinvite = (cseq, response)
+        send(response.serialized(), to: source)
+        logger.info("re-INVITE answered", metadata: ["call": "\(call.handle)"])
     }
 
     private func handleAck(_ request: SIPRequest) {
@@ -987,6 +1028,10 @@ final class Call {
     var hasRingTimeout = false
     var ringTimeoutAfterProvisional: Duration?
     var hangUpAfterAck = false
+    /// Our session description as last sent (offer or answer), for re-INVITEs.
+    var localSDP: SessionDescription?
+    /// The last re-INVITE's CSeq and our answer to it, sent again for a retransmission.
+    var lastReinvite: (cseq: String, response: SIPResponse)?
     var lastResponse: SIPResponse?
     var ackFor2xx: SIPRequest?
     var retransmitInterval: Duration = .milliseconds(500)

@@ -409,6 +409,12 @@ final class CentraleProxy: @unchecked Sendable {
             t_relay();
         }
 
+        # A 2xx from the tablet (e.g. to a post's re-INVITE) refreshes its Contact: mark it
+        # with the alias of its TLS connection too, so the next request reuses the flow.
+        onreply_route {
+            if ((proto == TCP || proto == TLS) && status =~ "^2") { add_contact_alias(); }
+        }
+
         failure_route[NEXT_POST] {
             if (t_is_canceled()) { exit; }
             if (t_check_status("408|5[0-9][0-9]") || t_branch_timeout()) {

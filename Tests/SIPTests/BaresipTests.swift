@@ -20,7 +20,8 @@ import Testing
 
     /// The tablet's agent over TLS to `proxy`, SRTP required, RFC 3261 default timers (so a
     /// dead post would cost the full 32 s Timer B if nothing else moved the call on).
-    func startTablet(proxy: CentraleProxy, certificates: TestCertificates, caFile: String? = nil) async throws -> Tablet {
+    func startTablet(proxy: CentraleProxy, certificates: TestCertificates, caFile: String? = nil,
+                     logger: Logger? = nil) async throws -> Tablet {
         let passwordFile = certificates.directory.appendingPathComponent("password-\(UUID().uuidString)").path
         try "\(Self.password)\n".write(toFile: passwordFile, atomically: true, encoding: .utf8)
         let registration = RegistrationConfiguration(
@@ -32,7 +33,7 @@ import Testing
             localHost: "127.0.0.1", user: "tablet", displayName: "Tablet", srtpRequired: true, transport: .tls,
             tls: TLSTrust(caFile: caFile ?? certificates.caFile, serverName: "localhost"), registration: registration)
         let agent = UserAgent(configuration: configuration, group: MultiThreadedEventLoopGroup.singleton,
-                              logger: testLogger("tablet"))
+                              logger: logger ?? testLogger("tablet"))
         let tablet = Tablet(agent: agent, registrations: Recorder(agent.registrationEvents), events: Recorder(agent.events))
         _ = try await agent.start()
         return tablet
@@ -113,6 +114,61 @@ import Testing
         await tablet.agent.hangUp(call)
         try await post.next("CALL_CLOSED")
         await tablet.agent.shutdown()
+    }
+
+    @Test func aPostPuttingTheTabletOnHoldAndResumingIsAnswered() async throws {
+        let certificates = try TestCertificates()
+        let post = try await Baresip(name: "holder")
+        try await post.start()
+        defer { post.stop() }
+        let proxy = try await CentraleProxy(certificates: certificates, password: Self.password,
+                                            posts: [(uri: "sip:127.0.0.1:\(post.sipPort)", priority: 10)])
+        defer { proxy.stop() }
+        let capture = LogCapture()
+        let tablet = try await startTablet(proxy: proxy, certificates: certificates, logger: capture.logger("tablet"))
+        defer { Task { await tablet.agent.shutdown() } }  // also when the test fails early
+        try await registered(tablet)
+        let media = try await media(for: tablet)
+        defer { Task { await media.echo.close() } }
+        let call = await tablet.agent.invite(to: "sip:centrale@\(CentraleProxy.realm)", offer: media.offer.description)
+        let answer = try await answered(tablet, call, proxy: proxy, posts: [post])
+        try startEcho(media, answer: answer)
+        try await post.next("CALL_ESTABLISHED")
+        let invitesBefore = proxy.log.components(separatedBy: "request INVITE sip:tablet@").count
+
+        try await post.command("hold")
+        try await Self.waitUntil("the post's re-INVITE") {
+            proxy.log.components(separatedBy: "request INVITE sip:tablet@").count > invitesBefore
+        }
+        try await Task.sleep(for: .seconds(1))
+        try await post.command("resume")
+        try await Self.waitUntil("the post's second re-INVITE") {
+            proxy.log.components(separatedBy: "request INVITE sip:tablet@").count > invitesBefore + 1
+        }
+        try await Task.sleep(for: .seconds(1))
+        // Both were answered 200 (none refused) and the call is still up on both sides.
+        do {
+            try await Self.waitUntil("both re-INVITEs answered") {
+                capture.text.components(separatedBy: "re-INVITE answered").count == 3
+            }
+        } catch {
+            let tabletLines = capture.text.split(separator: "\n").filter { !$0.contains("REGISTER") }.suffix(30)
+            Issue.record("tablet:\n\(tabletLines.joined(separator: "\n"))\nkamailio:\n\(proxy.log.suffix(2500))\npost:\n\(post.log.suffix(2500))")
+        }
+        #expect(!capture.text.contains("re-INVITE refused"))
+        #expect(!(await post.all()).contains { $0.type == "CALL_CLOSED" })
+        #expect(!(await tablet.events.all()).contains { if case .remoteHungUp = $0 { true } else { false } })
+        await tablet.agent.hangUp(call)
+        try await post.next("CALL_CLOSED")
+    }
+
+    static func waitUntil(_ what: String, timeout: Duration = .seconds(10), _ condition: () -> Bool) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if condition() { return }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        throw TimedOut(what: what)
     }
 
     @Test func deadPostIsPassedOverAndAnotherAnswers() async throws {
