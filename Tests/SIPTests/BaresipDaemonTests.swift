@@ -46,4 +46,33 @@ import Testing
         try await post.next("CALL_CLOSED")
         try await daemon.waitFor("the call to end") { daemon.phase != "inCall" }
     }
+
+    /// Hunt with the first post dead (nothing on its port): the daemon's OPTIONS round finds it
+    /// dead through the proxy before the press, so the press goes straight to the live post.
+    @Test func aDeadPostIsSkippedAndTheLiveOneAnswersThePress() async throws {
+        let certificates = try TestCertificates()
+        let post = try await Baresip(name: "livepost")
+        try await post.start()
+        defer { post.stop() }
+        let deadPort = try await freePort(udp: true)
+        let proxy = try await CentraleProxy(certificates: certificates, password: BaresipContactTests.password,
+                                            posts: [(uri: "sip:127.0.0.1:\(post.sipPort)", priority: 10)])
+        defer { proxy.stop() }
+        let daemon = try await Daemon(proxy: proxy, certificates: certificates,
+                                      posts: ["sip:centrale@127.0.0.1:\(deadPort)", post.uri], policy: "hunt")
+        defer { daemon.stop() }
+        try await daemon.waitFor("the tablet to register over TLS") { proxy.log.contains("REGISTER accepted for tablet") }
+        try await daemon.waitFor("both posts' liveness known") {
+            daemon.log.contains("alive=false post=post-1") && daemon.log.contains("alive=true post=post-2")
+        }
+        let pressed = ContinuousClock.now
+        try daemon.button("press")
+        try await daemon.waitFor("the call to be up") { daemon.phase == "inCall" }
+        print("baresip via beeldzorgd, hunt, first post dead: press to inCall \((ContinuousClock.now - pressed).formatted(.units(allowed: [.milliseconds])))")
+        try await post.next("CALL_ESTABLISHED")
+        // The dead post was not tried at all.
+        #expect(!proxy.log.contains("request INVITE sip:centrale@127.0.0.1:\(deadPort)"), "\(proxy.log.suffix(3000))")
+        try daemon.button("long")
+        try await post.next("CALL_CLOSED")
+    }
 }
