@@ -71,7 +71,9 @@ public final class VP8Encoder {
             context.deallocate()
             throw error
         }
-        _ = beeldzorg_vpx_set_cpuused(context, 8)
+        // 16 is libvpx's fastest realtime setting (no sub-pixel motion search), as baresip
+        // and Chromium's remoting use; a talking head at 640×480 hardly needs more.
+        _ = beeldzorg_vpx_set_cpuused(context, 16)
         _ = beeldzorg_vpx_set_static_threshold(context, 1)
         _ = beeldzorg_vpx_set_noise_sensitivity(context, 0)
         _ = beeldzorg_vpx_set_max_intra_bitrate_pct(context, 900)
