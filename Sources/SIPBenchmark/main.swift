@@ -2,10 +2,15 @@
 // the network-namespace tests (`register`), which must run as its own process under
 // `ip netns exec`. Not a test: it prints figures and asserts nothing.
 
+import CallFlow
+import DemoCentrale
+import Foundation
 import Glibc
 import Logging
+import Media
 import NIOPosix
 import SIP
+import Synchronization
 
 let arguments = Array(CommandLine.arguments.dropFirst())
 
@@ -122,6 +127,3 @@ func exitWhenStdinCloses() {
     pthread_detach(thread)
 }
 
-func inviteBenchmark() async { usage() }
-func setupBenchmark() async { usage() }
-func linkBenchmark() async { usage() }
