@@ -24,7 +24,7 @@ struct NetworkChangeTests {
     /// Registers from inside a namespace, cuts the link until registration has failed for good
     /// (its REGISTER ran out of Timer F), brings the link up and returns how long it then took
     /// to be registered again, or nil if it did not happen within `within`.
-    func linkDownUp(watchNetwork: Bool, within: Duration) async throws -> Duration? {
+    func linkDownUp(watchNetwork: Bool, transport: String = "udp", within: Duration) async throws -> Duration? {
         let namespace = try NetworkNamespace()
         defer { namespace.remove() }
         let certificates = try TestCertificates()
@@ -37,7 +37,9 @@ struct NetworkChangeTests {
         // Backoff 30 s: after a failure the retry timer waits at least 15 s. T1 100 ms: a
         // REGISTER gives up after 6.4 s (Timer F), so no retransmission is left to mask the
         // watcher once the link is back.
-        var arguments = ["register", "--proxy", kamailio.udpURI, "--user", "tablet", "--domain", Kamailio.realm,
+        let proxy = transport == "tcp" ? kamailio.tcpURI : kamailio.udpURI
+        var arguments = ["register", "--proxy", proxy, "--transport", transport, "--user", "tablet",
+                         "--domain", Kamailio.realm,
                          "--password-file", passwordFile, "--local-host", namespace.tabletAddress,
                          "--backoff-ms", "30000", "--keepalive-ms", "1000", "--t1-ms", "100", "--expires", "600"]
         if watchNetwork { arguments.append("--watch-network") }
@@ -46,10 +48,15 @@ struct NetworkChangeTests {
         _ = try await lines.next("registered", timeout: .seconds(10))
 
         try namespace.setTabletLink(up: false)
-        // The keepalive notices the dead flow; the REGISTER that follows runs out of time.
+        // UDP: the keepalive notices the dead flow; the REGISTER that follows runs out of time.
+        // TCP: the flow is re-dialled (watcher) or its CRLF pong is missed, and the dial fails.
         let noticed = try await lines.next("failed", timeout: .seconds(10)).line
         print("link down noticed: \(noticed)")
-        _ = try await lines.next("failed \(kamailio.udpURI) no response", timeout: .seconds(20))
+        if transport == "udp" {
+            _ = try await lines.next("failed \(proxy) no response", timeout: .seconds(20))
+        } else {
+            try await Task.sleep(for: .seconds(2))  // every attempt now waits for the 15–30 s backoff
+        }
         lines.consumeAll()
 
         let up = ContinuousClock.now
@@ -59,13 +66,14 @@ struct NetworkChangeTests {
             return nil
         }
         let elapsed = registered.at - up
-        print("link up → registered again: \(wholeMilliseconds(elapsed)) ms (watcher \(watchNetwork ? "on" : "off"))")
+        print("link up → registered again over \(transport): \(wholeMilliseconds(elapsed)) ms (watcher \(watchNetwork ? "on" : "off"))")
         #expect(kamailio.log.components(separatedBy: "REGISTER accepted for tablet").count - 1 >= 2)
         return elapsed
     }
 
-    @Test func linkDownAndUpRegistersAgainAtOnce() async throws {
-        let elapsed = try await linkDownUp(watchNetwork: true, within: .seconds(10))
+    @Test(arguments: ["udp", "tcp"])
+    func linkDownAndUpRegistersAgainAtOnce(transport: String) async throws {
+        let elapsed = try await linkDownUp(watchNetwork: true, transport: transport, within: .seconds(10))
         // Generous: anything under the 15 s backoff floor can only have come from the watcher.
         #expect(elapsed != nil, "not registered again within 10 s of the link coming up")
     }
