@@ -72,8 +72,6 @@ let package = Package(
             name: "Media",
             dependencies: [
                 "COpus", "CVPX", "CSRTP", "CEchoCanceller", "Devices",
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
@@ -149,9 +147,18 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        // Prints codec, CPU and latency figures for media (issue 4); not a test.
+        // Prints SIP latency and failover figures (issue 3); also the netns tests' registering side.
+        .executableTarget(
+            name: "sip-benchmark",
+            dependencies: [
+                "SIP", "CallFlow", "DemoCentrale",
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Sources/SIPBenchmark", swiftSettings: strict),
         // Prints I420 conversion and whole-frame render times for the screen (issue 9); not a test.
         .executableTarget(name: "screen-benchmark", dependencies: ["Screen", "Devices"], path: "Sources/ScreenBenchmark", swiftSettings: strict),
+        // Prints codec, CPU and latency figures for media (issue 4); not a test.
         .executableTarget(
             name: "media-benchmark",
             dependencies: [
@@ -183,15 +190,6 @@ let package = Package(
         .testTarget(name: "ScreenTests", dependencies: ["Screen", "CallFlow", "Devices"],
                     exclude: ["References"], swiftSettings: strict),
         .testTarget(name: "DaemonTests", dependencies: ["Daemon"], swiftSettings: strict),
-        // Prints SIP latency and failover figures (issue 3); also the netns tests' registering side.
-        .executableTarget(
-            name: "sip-benchmark",
-            dependencies: [
-                "SIP", "CallFlow", "DemoCentrale",
-                .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "Logging", package: "swift-log"),
-            ],
-            path: "Sources/SIPBenchmark", swiftSettings: strict),
         .testTarget(
             name: "IntegrationTests",
             dependencies: ["Control", "BeeldzorgConfig", "Store", "Screen"],
