@@ -580,6 +580,48 @@ extension UserAgent {
 
     // MARK: - Outbound routing and INVITE authentication
 
+    /// With two edge proxies, an INVITE that hears nothing at all (not even the 100 Trying an
+    /// RFC 3261 proxy sends at once) within 2·T1 — one retransmission on UDP — takes its
+    /// edge proxy for dead: that flow is ended and registers again, and the INVITE goes over
+    /// the other registered flow. This covers a proxy that died since its last keepalive.
+    func startFlowCheck(_ call: Call) {
+        guard flows.count > 1, flows.contains(where: { $0.destination == call.inviteDestination }) else { return }
+        startTimer(.inviteFlowCheck(call.handle), after: configuration.timerT1 * 2)
+    }
+
+    func inviteFlowCheckFired(_ handle: CallHandle) {
+        guard let call = calls[handle], call.state == .calling, !call.cancelWanted,
+              let silent = flows.first(where: { $0.destination == call.inviteDestination })
+        else { return }
+        logger.warning("no response to INVITE from edge proxy", metadata: ["proxy": "\(silent.proxy.uri)", "call": "\(handle)"])
+        flowBroke(silent, reason: "no response to INVITE from edge proxy")
+        guard let other = flows.first(where: { flow in
+            guard flow !== silent, case .registered = flow.state else { return false }
+            return true
+        }) else { return }
+        // A new INVITE transaction in the same dialog attempt: new branch, CSeq + 1, the other
+        // proxy's Route. Timer B (or the ring timeout) keeps counting from the first send.
+        var request = call.invite
+        let branch = newBranch()
+        call.localCSeq += 1
+        request.headers.remove("Via")
+        request.headers.remove("CSeq")
+        request.headers.remove("Route")
+        request.headers.prepend("Via", via(branch))
+        request.headers.add("CSeq", "\(call.localCSeq) INVITE")
+        request.headers.add("Route", "<\(other.proxy.uri);lr>")
+        inviteBranches[call.inviteBranch] = nil
+        call.inviteBranch = branch
+        inviteBranches[branch] = handle
+        call.invite = request
+        call.inviteDestination = other.destination
+        call.peer = other.destination
+        logger.info("INVITE sent over the other edge proxy", metadata: ["proxy": "\(other.proxy.uri)", "call": "\(handle)"])
+        send(request.serialized(), to: other.destination)
+        call.retransmitInterval = configuration.timerT1
+        if !reliable { startTimer(.inviteRetransmit(handle), after: configuration.timerT1) }
+    }
+
     /// The flow to send dialog-forming requests on: the first registered edge proxy, else the
     /// first configured one; nil without outbound registration.
     func outboundDestination() -> SocketAddress? {

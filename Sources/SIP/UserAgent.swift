@@ -243,6 +243,7 @@ public actor UserAgent {
             // all" case, then its ring timeout once the callee rings.
             call.ringTimeoutAfterProvisional = ringTimeout
         }
+        startFlowCheck(call)  // a silent edge proxy → the other flow (Registration.swift)
         return handle
     }
 
@@ -858,6 +859,8 @@ public actor UserAgent {
         case requestRetransmit(String)  // Timer E
         case requestTimeout(String)  // Timer F
         case registration(Int, RegistrationTimer)
+        /// No response at all to an INVITE sent over an edge proxy's flow (Registration.swift).
+        case inviteFlowCheck(CallHandle)
     }
 
     func startTimer(_ key: TimerKey, after delay: Duration) {
@@ -943,6 +946,8 @@ public actor UserAgent {
             finishTransaction(key, transaction, nil)
         case .registration(let index, let timer):
             registrationTimerFired(index, timer)
+        case .inviteFlowCheck(let handle):
+            inviteFlowCheckFired(handle)
         }
     }
 
@@ -1014,7 +1019,7 @@ final class Call {
     /// Next hop for requests inside the dialog.
     var peer: SocketAddress
     /// Where the initial INVITE went (CANCEL and non-2xx ACK follow it).
-    let inviteDestination: SocketAddress
+    var inviteDestination: SocketAddress
     /// Where responses to an incoming INVITE go (its source address, as with rport).
     var responseDestination: SocketAddress
     var localCSeq: UInt32

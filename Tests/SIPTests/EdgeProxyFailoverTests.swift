@@ -10,12 +10,13 @@ import Testing
 @Suite(.serialized) struct EdgeProxyFailoverTests {
     static let password = KamailioTests.password
 
-    func startAgent(user: String, instance: String, proxies: [String], passwordFile: String) async throws
+    func startAgent(user: String, instance: String, proxies: [String], passwordFile: String,
+                    keepalive: Duration = .seconds(1)) async throws
         -> KamailioTests.Agent
     {
         let registration = RegistrationConfiguration(
             domain: Kamailio.realm, authUser: user, passwordFile: passwordFile, instanceID: instance,
-            edgeProxies: proxies.map { EdgeProxy(uri: $0) }, expires: 120, keepaliveInterval: .seconds(1),
+            edgeProxies: proxies.map { EdgeProxy(uri: $0) }, expires: 120, keepaliveInterval: keepalive,
             pongTimeout: .milliseconds(800), baseBackoff: .milliseconds(500), maxBackoff: .seconds(2))
         let agent = UserAgent(
             configuration: UserAgentConfiguration(
@@ -101,6 +102,39 @@ import Testing
         let failover = try await call(from: tablet, to: post)
         #expect(second.log.contains("request INVITE"))
         print("answered through the second edge proxy, the first dead: \(wholeMilliseconds(failover)) ms")
+        await tablet.agent.shutdown()
+        await post.agent.shutdown()
+    }
+
+    /// The edge proxy dies just before the press, so no keepalive has noticed yet: the INVITE
+    /// hears nothing from it, and after 2·T1 goes over the other flow.
+    @Test func anEdgeProxyThatDiedSinceItsLastKeepaliveCostsTwoT1() async throws {
+        let certificates = try TestCertificates()
+        let first = try await Kamailio(certificates: certificates, password: Self.password)
+        defer { first.stop() }
+        let second = try await Kamailio(certificates: certificates, password: Self.password)
+        defer { second.stop() }
+        try await first.waitUntilReady()
+        try await second.waitUntilReady()
+        let passwordFile = try KamailioTests().writePassword(Self.password, in: certificates.directory)
+        // Keepalive every 60 s: it will not be what notices.
+        let tablet = try await startAgent(user: "tablet", instance: KamailioTests.instance,
+                                          proxies: [first.udpURI, second.udpURI], passwordFile: passwordFile,
+                                          keepalive: .seconds(60))
+        let post = try await startAgent(user: "post1", instance: "urn:uuid:0b7d5e1a-8c55-4a1e-bb0e-3f0f6c9a1d42",
+                                        proxies: [first.udpURI, second.udpURI], passwordFile: passwordFile,
+                                        keepalive: .seconds(60))
+        try await allRegistered(tablet.agent, count: 2)
+        try await allRegistered(post.agent, count: 2)
+        first.stop()
+        let elapsed = try await call(from: tablet, to: post)
+        print("answered through the second edge proxy, the first dead but not yet noticed: \(wholeMilliseconds(elapsed)) ms (2·T1 = 200 ms here)")
+        #expect(second.log.contains("request INVITE"))
+        let firstURI = first.udpURI
+        let events = await tablet.registrations.all()
+        #expect(events.contains(.failed(proxy: firstURI, reason: "no response to INVITE from edge proxy")))
+        // Generous bound: far below Timer B (6.4 s here), which is what it cost before.
+        #expect(elapsed < .seconds(3))
         await tablet.agent.shutdown()
         await post.agent.shutdown()
     }
