@@ -91,3 +91,75 @@ func wholeMilliseconds(_ duration: Duration) -> Int {
     let (seconds, attoseconds) = duration.components
     return Int(seconds) * 1000 + Int(attoseconds / 1_000_000_000_000_000)
 }
+
+/// The same through the built `beeldzorgd` (its `watchNetwork` wiring): the daemon runs in the
+/// namespace with its default timers (keepalive 25 s, refresh at half of 600 s), so after a
+/// 3 s outage nothing but the netlink watcher makes it send a REGISTER.
+@Suite(.serialized, .enabled(if: NetworkNamespace.available, "needs root and ip(8)"))
+struct DaemonNetworkChangeTests {
+    static var daemon: String {
+        URL(fileURLWithPath: NetworkChangeTests.benchmark).deletingLastPathComponent().appendingPathComponent("beeldzorgd").path
+    }
+
+    @Test func daemonRegistersAgainWhenTheLinkComesBack() async throws {
+        let namespace = try NetworkNamespace()
+        defer { namespace.remove() }
+        let certificates = try TestCertificates()
+        let kamailio = try await Kamailio(certificates: certificates, password: NetworkChangeTests.password,
+                                          host: namespace.hostAddress)
+        defer { kamailio.stop() }
+        try await kamailio.waitUntilReady()
+        let d = certificates.directory.path
+        try "\(NetworkChangeTests.password)\n".write(toFile: "\(d)/sip-password", atomically: true, encoding: .utf8)
+        chmod("\(d)/sip-password", 0o600)
+        mkfifo("\(d)/button", 0o600)
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
+        try """
+        account:
+          user: tablet
+          domain: \(Kamailio.realm)
+          password_file: \(d)/sip-password
+          listen_host: \(namespace.tabletAddress)
+        transport: udp
+        edge_proxies:
+          - \(kamailio.udpURI)
+        srtp: required
+        centrale:
+          posts:
+            - id: post-1
+              uri: sip:post1@\(Kamailio.realm)
+        button:
+          device: fifo:\(d)/button
+        camera:
+          device: test-pattern
+        audio:
+          capture: tone:440
+          playback: "null"
+        database: \(d)/beeldzorg.sqlite
+        control_socket: \(d)/control.sock
+        prompts: \(root.appendingPathComponent("prompts").path)
+        """.write(toFile: "\(d)/beeldzorgd.yaml", atomically: true, encoding: .utf8)
+        let (_, lines) = try namespace.launch(Self.daemon, ["--config", "\(d)/beeldzorgd.yaml", "--console",
+                                                            "--log-level", "debug"])
+        func accepted() -> Int { kamailio.log.components(separatedBy: "REGISTER accepted for tablet").count - 1 }
+        func waitFor(_ what: String, timeout: Duration, _ condition: () -> Bool) async throws {
+            let deadline = ContinuousClock.now + timeout
+            while ContinuousClock.now < deadline {
+                if condition() { return }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            throw TimedOut(what: "\(what); daemon output:\n\(String(lines.text.suffix(4000)))")
+        }
+        try await waitFor("the daemon registered", timeout: .seconds(20)) { accepted() >= 1 }
+        try await Task.sleep(for: .seconds(1))  // the initial burst of netlink messages settles
+        try namespace.setTabletLink(up: false)
+        try await Task.sleep(for: .seconds(3))
+        let before = accepted()
+        let up = ContinuousClock.now
+        try namespace.setTabletLink(up: true)
+        try await waitFor("a REGISTER after link up", timeout: .seconds(10)) { accepted() > before }
+        print("beeldzorgd: link up → REGISTER accepted by Kamailio: \(wholeMilliseconds(ContinuousClock.now - up)) ms")
+        #expect(lines.text.contains("network changed"))
+    }
+}
