@@ -43,6 +43,10 @@ public func fuzzOneInput(_ start: UnsafePointer<UInt8>?, _ count: Int) -> CInt {
                                              srtpRequired: selector & 0x10 != 0)
             _ = try? negotiator.answer(sdp)
             _ = try? MediaNegotiator.readAnswer(sdp, for: negotiator.makeOffer())
+            // A re-INVITE's offer against the session we have (hold, resume, refresh).
+            if let reanswer = MediaNegotiator.reanswer(sdp, current: negotiator.makeOffer().description) {
+                precondition(reanswer.media.count == sdp.media.count, "re-answer changed the number of streams")
+            }
         }
     default:
         _ = SIPURI(String(decoding: bytes, as: UTF8.self))
