@@ -152,6 +152,14 @@ struct DaemonNetworkChangeTests {
             throw TimedOut(what: "\(what); daemon output:\n\(String(lines.text.suffix(4000)))")
         }
         try await waitFor("the daemon registered", timeout: .seconds(20)) { accepted() >= 1 }
+        // The flow and its keepalive state reach `beeldzorgctl status`.
+        let ctl = URL(fileURLWithPath: Self.daemon).deletingLastPathComponent().appendingPathComponent("beeldzorgctl").path
+        var status = ""
+        try await waitFor("registration in beeldzorgctl status", timeout: .seconds(10)) {
+            status = spawnAndRead([ctl, "status", "--socket", "\(d)/control.sock", "--json"])
+            return status.contains("flow keepalive STUN")
+        }
+        #expect(status.contains(kamailio.udpURI))
         try await Task.sleep(for: .seconds(1))  // the initial burst of netlink messages settles
         try namespace.setTabletLink(up: false)
         try await Task.sleep(for: .seconds(3))
@@ -162,4 +170,33 @@ struct DaemonNetworkChangeTests {
         print("beeldzorgd: link up → REGISTER accepted by Kamailio: \(wholeMilliseconds(ContinuousClock.now - up)) ms")
         #expect(lines.text.contains("network changed"))
     }
+}
+
+/// Runs a short command with posix_spawn and returns its stdout (Foundation's Process exit
+/// notification was seen starved on this loaded machine; see BaresipContactTests).
+func spawnAndRead(_ arguments: [String]) -> String {
+    var fds: [Int32] = [0, 0]
+    guard pipe(&fds) == 0 else { return "" }
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
+    posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+    posix_spawn_file_actions_addclose(&actions, fds[0])
+    let argv = arguments.map { strdup($0) } + [nil]
+    defer { argv.forEach { free($0) } }
+    var pid: pid_t = 0
+    let spawned = posix_spawn(&pid, arguments[0], &actions, nil, argv, environ)
+    close(fds[1])
+    defer { close(fds[0]) }
+    guard spawned == 0 else { return "" }
+    var output: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 4096)
+    while true {
+        let count = read(fds[0], &buffer, buffer.count)
+        if count > 0 { output += buffer[0..<count] } else if count == 0 || errno != EINTR { break }
+    }
+    var status: Int32 = 0
+    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+    return String(decoding: output, as: UTF8.self)
 }
