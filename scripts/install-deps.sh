@@ -15,6 +15,7 @@ packages=(
     espeak-ng sox
     # real peers the tests run against
     kamailio kamailio-tls-modules baresip-core sip-tester ffmpeg openssl python3 python3-jsonschema sqlite3
+    iproute2  # ip netns / veth for the SIP network-change tests (they run as root)
     # systemd-analyze, udevadm, systemd-hwdb for the unit and rule checks (scripts/check-units.sh)
     systemd udev
 )
