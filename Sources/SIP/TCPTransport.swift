@@ -295,7 +295,11 @@ final class TCPTransport: SIPTransport {
                 channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
                     if let (context, name) = tls {
-                        try sync.addHandler(NIOSSLClientHandler(context: context, serverHostname: name))
+                        // An edge proxy configured by address: SNI cannot carry an IP literal
+                        // (NIOSSL refuses it), and without a host name NIOSSL checks the
+                        // certificate's IP subjectAltName against the address we dialled.
+                        let isAddress = name.map { (try? SocketAddress(ipAddress: $0, port: 0)) != nil } ?? false
+                        try sync.addHandler(NIOSSLClientHandler(context: context, serverHostname: isAddress ? nil : name))
                     }
                     try sync.addHandler(ConnectionReadyHandler(ready: ready, waitForTLS: tls != nil))
                     try sync.addHandler(

@@ -13,7 +13,8 @@ final class TestCertificates {
     var serverCertificate: String { directory.appendingPathComponent("server.crt").path }
     var serverKey: String { directory.appendingPathComponent("server.key").path }
 
-    init() throws {
+    /// `serverNames` is the server certificate's subjectAltName list.
+    init(serverNames: String = "DNS:localhost,IP:127.0.0.1") throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("certs-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let d = directory.path
@@ -24,7 +25,7 @@ final class TestCertificates {
                                      "-out", "\(d)/wrong-ca.crt"])
         try run("/usr/bin/openssl", ["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
                                      "-keyout", "\(d)/server.key", "-out", "\(d)/server.csr"])
-        try "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n"
+        try "subjectAltName=\(serverNames)\nextendedKeyUsage=serverAuth\n"
             .write(toFile: "\(d)/ext.cnf", atomically: true, encoding: .utf8)
         try run("/usr/bin/openssl", ["x509", "-req", "-in", "\(d)/server.csr", "-CA", "\(d)/ca.crt",
                                      "-CAkey", "\(d)/ca.key", "-CAcreateserial", "-days", "2",
