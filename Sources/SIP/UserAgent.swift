@@ -26,14 +26,21 @@ public struct UserAgentConfiguration: Sendable {
     /// RFC 3261 T1 (RTT estimate) and T2; only tests shorten them.
     public var timerT1: Duration
     public var timerT2: Duration
+    /// A post dialled directly over UDP (no edge proxy) that answers an INVITE with nothing at
+    /// all — not even 100 Trying or 180 — within this time is taken for dead and the attempt
+    /// fails ("no response"), so a hunt moves on instead of spending the post's whole ring
+    /// timeout (issue 3: ≤ 1.5 s to ringing with a dead post). A live user agent answers in
+    /// milliseconds; Timer A still retransmits meanwhile. Only used with a ring timeout.
+    public var silentPeerTimeout: Duration
     public var userAgentHeader: String
 
     public init(
         localHost: String = "127.0.0.1", localPort: Int = 0, user: String, displayName: String? = nil,
         srtpRequired: Bool = false, timerT1: Duration = .milliseconds(500), timerT2: Duration = .seconds(4),
         userAgentHeader: String = "Beeldzorg", transport: Transport = .udp, tls: TLSTrust? = nil,
-        registration: RegistrationConfiguration? = nil
+        registration: RegistrationConfiguration? = nil, silentPeerTimeout: Duration = .seconds(1)
     ) {
+        self.silentPeerTimeout = silentPeerTimeout
         self.tls = tls
         self.registration = registration
         self.transport = transport
@@ -236,13 +243,22 @@ public actor UserAgent {
         call.retransmitInterval = configuration.timerT1
         if !reliable { startTimer(.inviteRetransmit(handle), after: configuration.timerT1) }
         let timerB = configuration.timerT1 * 64
-        startTimer(.inviteTimeout(handle), after: ringTimeout.map { min($0, timerB) } ?? timerB)
+        var first = ringTimeout.map { min($0, timerB) } ?? timerB
         call.hasRingTimeout = ringTimeout != nil
+        call.sentAt = .now
         if let ringTimeout, ringTimeout > timerB {
             // The caller asked for longer than Timer B: keep Timer B for the "no response at
             // all" case, then its ring timeout once the callee rings.
             call.ringTimeoutAfterProvisional = ringTimeout
         }
+        if let ringTimeout, !reliable, outboundRoute() == nil, configuration.silentPeerTimeout < first {
+            // Straight to a post over UDP: silence means a dead post (see silentPeerTimeout);
+            // the ring timeout takes over as soon as it answers anything.
+            call.silentPeer = true
+            call.ringTimeoutAfterProvisional = ringTimeout
+            first = configuration.silentPeerTimeout
+        }
+        startTimer(.inviteTimeout(handle), after: first)
         startFlowCheck(call)  // a silent edge proxy → the other flow (Registration.swift)
         return handle
     }
@@ -397,7 +413,9 @@ public actor UserAgent {
                     if !call.hasRingTimeout {
                         cancelTimer(.inviteTimeout(handle))  // Timer B covers the calling state only
                     } else if let longer = call.ringTimeoutAfterProvisional {
-                        startTimer(.inviteTimeout(handle), after: longer)
+                        // The ring timeout counts from the first send.
+                        let left = longer - (ContinuousClock.now - call.sentAt)
+                        startTimer(.inviteTimeout(handle), after: max(left, .zero))
                     }
                 }
                 if call.state == .calling { call.state = .proceeding }
@@ -896,7 +914,8 @@ public actor UserAgent {
                 call.cancelWanted = true  // should a provisional still come, CANCEL it
                 call.state = .cancelling
                 logger.info("no response to INVITE", metadata: ["call": "\(handle)"])
-                report(call, .failed(handle, status: nil, reason: call.hasRingTimeout ? "ring timeout" : "no response"))
+                let silent = call.silentPeer || !call.hasRingTimeout
+                report(call, .failed(handle, status: nil, reason: silent ? "no response" : "ring timeout"))
                 startTimer(.cleanup(handle), after: configuration.timerT1 * 64)
             case .proceeding:
                 logger.info("ring timeout", metadata: ["call": "\(handle)"])
@@ -1032,6 +1051,9 @@ final class Call {
     var finalReported = false
     var hasRingTimeout = false
     var ringTimeoutAfterProvisional: Duration?
+    /// Timed by `silentPeerTimeout` until the callee answers anything.
+    var silentPeer = false
+    var sentAt = ContinuousClock.now
     var hangUpAfterAck = false
     /// Our session description as last sent (offer or answer), for re-INVITEs.
     var localSDP: SessionDescription?

@@ -86,10 +86,36 @@ import Testing
                                       offer: agent.mediaNegotiator(audioPort: 40000, videoPort: nil).makeOffer().description,
                                       ringTimeout: .milliseconds(1500))
         let failed = try await events.next("timeout", timeout: .seconds(5))
-        #expect(failed == .failed(call, status: nil, reason: "ring timeout"))
-        #expect(clock.now - start < .seconds(3))  // not Timer B's 32 s
+        // Silence from a post dialled directly is given up after silentPeerTimeout (1 s), not
+        // its ring timeout, let alone Timer B's 32 s.
+        #expect(failed == .failed(call, status: nil, reason: "no response"))
+        #expect(clock.now - start < .milliseconds(1450))
         await agent.shutdown()
         await centrale.shutdown()
+    }
+
+    @Test func aPostThatRingsKeepsItsWholeRingTimeout() async throws {
+        let peer = try await RawPeer.bind()
+        let (agent, events, _) = try await makeAgent(t1: .milliseconds(500))  // production timers
+        let clock = ContinuousClock()
+        let start = clock.now
+        let call = await agent.invite(to: "sip:peer@127.0.0.1:\(peer.port)",
+                                      offer: agent.mediaNegotiator(audioPort: 40000, videoPort: nil).makeOffer().description,
+                                      ringTimeout: .milliseconds(2500))
+        let (invite, source) = try await peer.nextRequest(.invite, timeout: .seconds(2))
+        try await peer.send(response(to: invite, status: 180, toTag: "p1"), to: source)
+        _ = try await events.next("180") { $0 == .progress(call, status: 180) }
+        let failed = try await events.next("ring timeout", timeout: .seconds(5)) {
+            if case .failed = $0 { true } else { false }
+        }
+        #expect(failed == .failed(call, status: nil, reason: "ring timeout"))
+        // Counted from the first send: not cut short at 1 s, not restarted at the 180.
+        let elapsed = clock.now - start
+        #expect(elapsed >= .milliseconds(2400), "failed after \(elapsed)")
+        #expect(elapsed < .milliseconds(2500) + .seconds(1), "failed after \(elapsed)")
+        _ = try await peer.nextRequest(.cancel)
+        await agent.shutdown()
+        await peer.close()
     }
 
     @Test func centraleCallsTheTablet() async throws {
