@@ -42,6 +42,20 @@ import Testing
         #expect(concealed.count == audioFrameSamples)
     }
 
+    /// In-band FEC exists only in Opus's SILK layer: the default encoder (complexity 5,
+    /// speech hint) must stay in SILK or hybrid mode even for a pure tone, which libopus's
+    /// own music detector would otherwise send as CELT-only, without FEC.
+    @Test func defaultEncoderStaysInAModeThatCarriesFEC() throws {
+        let encoder = try OpusFrameEncoder(bitrate: 32_000)
+        let input = Signal.tone(frequency: 1_000, count: audioFrameSamples * 25)
+        for frame in 0..<25 {
+            let packet = try encoder.encode(Array(input[(frame * audioFrameSamples)..<((frame + 1) * audioFrameSamples)]))
+            // TOC configurations 0–11 are SILK-only, 12–15 hybrid, 16–31 CELT-only (RFC 6716 §3.1).
+            let configuration = packet[0] >> 3
+            #expect(configuration < 16, "frame \(frame): TOC configuration \(configuration) is CELT-only")
+        }
+    }
+
     @Test func bitrateChangesAtRunTime() throws {
         let encoder = try OpusFrameEncoder(bitrate: 16_000)
         try encoder.setBitrate(64_000)
