@@ -134,14 +134,18 @@ final class UDPSocket: @unchecked Sendable {
         }
         guard ready > 0 else { return nil }
         for (index, entry) in fds.enumerated() where entry.revents & Int16(POLLIN) != 0 {
-            var buffer = [UInt8](repeating: 0, count: 65_536)
-            let count = buffer.withUnsafeMutableBytes { recv(entry.fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+            // Room for the largest datagram, not zero-filled first (recv writes what it returns).
+            var count = 0
+            var code: Int32 = 0
+            let buffer = [UInt8](unsafeUninitializedCapacity: 65_536) { raw, initialized in
+                count = recv(entry.fd, raw.baseAddress, raw.count, Int32(MSG_DONTWAIT))
+                code = errno
+                initialized = max(0, count)
+            }
             if count < 0 {
-                let code = errno
                 if code == EAGAIN || code == EINTR || code == ECONNREFUSED { return nil }
                 throw MediaError.socket("recv: \(errnoString(code))")
             }
-            buffer.removeSubrange(count...)
             return (index, buffer)
         }
         return nil
@@ -175,6 +179,7 @@ final class JoinableThread: @unchecked Sendable {
         var thread = pthread_t()
         let result = pthread_create(&thread, nil, { argument in
             let body = Unmanaged<Body>.fromOpaque(argument!).takeRetainedValue()
+            nameThisThread(body.name)
             body.run()
             return nil
         }, body)
@@ -190,6 +195,16 @@ final class JoinableThread: @unchecked Sendable {
         joined = true
         pthread_join(thread, nil)
     }
+}
+
+/// Names the calling thread for top -H and /proc/PID/task/*/comm (the media benchmark reads
+/// it). Glibc's pthread_setname_np is not visible to Swift, so through /proc/thread-self.
+private func nameThisThread(_ name: String) {
+    let descriptor = open("/proc/thread-self/comm", O_WRONLY)
+    guard descriptor >= 0 else { return }
+    let bytes = Array(name.utf8.prefix(15))
+    _ = bytes.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
+    Glibc.close(descriptor)
 }
 
 /// Wall-clock time since the Unix epoch, for RTCP sender reports only.

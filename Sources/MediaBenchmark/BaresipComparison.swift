@@ -53,6 +53,23 @@ func processCPUSeconds(_ pid: Int32) -> Double? {
     return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
 }
 
+/// CPU seconds per thread name of this process (names from /proc/self/task/*/comm; threads
+/// with the same name are added up), to show where our end's time goes.
+func threadCPUSeconds() -> [String: Double] {
+    var result: [String: Double] = [:]
+    guard let tasks = try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task") else { return result }
+    for task in tasks {
+        guard let comm = try? String(contentsOfFile: "/proc/self/task/\(task)/comm", encoding: .utf8),
+              let stat = try? String(contentsOfFile: "/proc/self/task/\(task)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { continue }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { continue }
+        let name = comm.trimmingCharacters(in: .whitespacesAndNewlines)
+        result[name, default: 0] += (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+    return result
+}
+
 func baresipComparison(seconds: Int, echoCancellation: Bool) async throws {
     let binary = "/usr/bin/baresip"
     guard FileManager.default.isExecutableFile(atPath: binary) else {
@@ -150,6 +167,7 @@ func baresipComparison(seconds: Int, echoCancellation: Bool) async throws {
                       display: display, onFailure: { print("our end: \($0)") })
     // Let both ends settle (keyframes, jitter buffers), then measure the same window.
     try await Task.sleep(for: .seconds(3))
+    let threadsBefore = threadCPUSeconds()
     let oursBefore = cpuSeconds(), theirsBefore = processCPUSeconds(baresip.processIdentifier) ?? 0
     let statisticsBefore = session.statistics
     let wallBefore = ContinuousClock.now
@@ -158,6 +176,7 @@ func baresipComparison(seconds: Int, echoCancellation: Bool) async throws {
     let ours = cpuSeconds() - oursBefore
     let theirs = (processCPUSeconds(baresip.processIdentifier) ?? 0) - theirsBefore
     let statistics = session.statistics
+    let threadsAfter = threadCPUSeconds()
     await agent.hangUp(handle)
     session.stop()
     await agent.shutdown()
@@ -172,4 +191,9 @@ func baresipComparison(seconds: Int, echoCancellation: Bool) async throws {
           + "\(statistics.video.framesDecoded - statisticsBefore.video.framesDecoded) from baresip, "
           + "\(statistics.audio.framesDecoded - statisticsBefore.audio.framesDecoded) audio frames; auth failures "
           + "\(statistics.audio.authenticationFailures + statistics.video.authenticationFailures)")
+    // Per thread; a thread that ended during the window is missing, one that started in it counts whole.
+    let perThread = threadsAfter.map { ($0.key, ($0.value - (threadsBefore[$0.key] ?? 0)) / wallSeconds * 60) }
+        .filter { $0.1 >= 0.01 }.sorted { $0.1 > $1.1 }
+    print("  our end by thread (CPU s per call-minute): "
+          + perThread.map { "\($0.0) " + String(format: "%.2f", $0.1) }.joined(separator: ", "))
 }
