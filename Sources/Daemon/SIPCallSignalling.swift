@@ -357,18 +357,19 @@ final class SIPCallSignalling: CallSignalling, Service, Sendable {
 
     // MARK: CallSignalling: CallFlow's actions
 
-    private var mediaHost: String {
-        let host = configuration.account.listenHost
-        return host == "0.0.0.0" ? "127.0.0.1" : host
-    }
+    /// Where media sockets bind: `listen_host` itself, the wildcard included (any interface).
+    /// The SDP c= address is the user agent's `mediaAddress`: `listen_host` when explicit,
+    /// else the kernel's source address toward the edge proxy or the peer, asked per call.
+    private var mediaHost: String { configuration.account.listenHost }
 
     func sendInvite(_ leg: CallLegID, to post: CentralePost) async {
         let offer: PendingOffer
+        let address = await userAgent.mediaAddress(toward: post.uri)
         do {
             offer = try state.withLock { state -> PendingOffer in
                 if let outgoing = state.outgoing { return outgoing.offer }
                 let session = try MediaSession.bind(host: mediaHost)
-                let negotiator = MediaNegotiator(localAddress: mediaHost, audioPort: session.localAudioPort,
+                let negotiator = MediaNegotiator(localAddress: address, audioPort: session.localAudioPort,
                                                  videoPort: session.localVideoPort, srtpRequired: configuration.srtp == .required)
                 let offer = negotiator.makeOffer()
                 state.outgoing = (session, offer)
@@ -400,9 +401,10 @@ final class SIPCallSignalling: CallSignalling, Service, Sendable {
         guard let (handle, offer) = state.withLock({ state in
             state.handles[leg].flatMap { handle in state.incomingOffers[leg].map { (handle, $0) } }
         }) else { return }
+        let address = await userAgent.mediaAddress(for: handle)
         do {
             let session = try MediaSession.bind(host: mediaHost)
-            let negotiator = MediaNegotiator(localAddress: mediaHost, audioPort: session.localAudioPort,
+            let negotiator = MediaNegotiator(localAddress: address, audioPort: session.localAudioPort,
                                              videoPort: session.localVideoPort, srtpRequired: configuration.srtp == .required)
             let (answer, media) = try negotiator.answer(offer)
             state.withLock { state in

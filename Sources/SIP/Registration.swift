@@ -254,8 +254,10 @@ extension UserAgent {
         flow.cseq += 1
         let aor = "sip:\(configuration.user)@\(registration.domain)"
         let requestURI = "sip:\(registration.domain)"
+        // Each flow names the address toward its own edge proxy (listen_host 0.0.0.0).
+        let host = advertisedHost(toward: flow.destination)
         var headers = SIPHeaders()
-        headers.add("Via", via(branch))
+        headers.add("Via", via(branch, host: host))
         headers.add("Max-Forwards", "70")
         headers.add("From", "<\(aor)>;tag=\(flow.callID.prefix(8))")
         headers.add("To", "<\(aor)>")
@@ -263,7 +265,7 @@ extension UserAgent {
         headers.add("CSeq", "\(flow.cseq) REGISTER")
         headers.add("Route", "<\(flow.proxy.uri);lr>")
         headers.add("Contact",
-                    "<\(localURI);ob>;+sip.instance=\"<\(registration.instanceID)>\";reg-id=\(flow.regID)")
+                    "<\(localURI(host: host));ob>;+sip.instance=\"<\(registration.instanceID)>\";reg-id=\(flow.regID)")
         headers.add("Expires", "\(expires)")
         headers.add("Supported", "outbound, path")
         headers.add("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS")
@@ -484,10 +486,11 @@ extension UserAgent {
     /// OPTIONS to the edge proxy itself; any final response means it is there.
     private func sendOptionsKeepalive(_ flow: RegistrationFlow) {
         let branch = newBranch()
+        let host = advertisedHost(toward: flow.destination)
         var headers = SIPHeaders()
-        headers.add("Via", via(branch))
+        headers.add("Via", via(branch, host: host))
         headers.add("Max-Forwards", "70")
-        headers.add("From", "<\(localURI)>;tag=\(randomToken(8))")
+        headers.add("From", "<\(localURI(host: host))>;tag=\(randomToken(8))")
         headers.add("To", "<\(flow.proxy.uri)>")
         headers.add("Call-ID", randomToken(16) + "@" + configuration.localHost)
         headers.add("CSeq", "1 OPTIONS")

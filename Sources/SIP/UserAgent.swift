@@ -114,6 +114,9 @@ public actor UserAgent {
     public nonisolated let registrationEvents: AsyncStream<RegistrationEvent>
     let registrationContinuation: AsyncStream<RegistrationEvent>.Continuation
     private var transportEventTask: Task<Void, Never>?
+    /// The peer of the message being built or answered: with a wildcard `localHost`, Via and
+    /// Contact carry our address toward it (see `advertisedHost`).
+    var addressPeer: SocketAddress?
 
     public init(configuration: UserAgentConfiguration, group: any EventLoopGroup, logger: Logger) {
         self.configuration = configuration
@@ -216,6 +219,7 @@ public actor UserAgent {
             return handle
         }
         let branch = newBranch()
+        addressPeer = destination
         let local = SIPNameAddress(displayName: displayName ?? configuration.displayName, uri: localURI)
         let remote = SIPNameAddress(uri: target.uri)
         let call = Call(handle: handle, role: .outgoing, state: .calling, callID: callID, localTag: randomToken(8),
@@ -340,6 +344,7 @@ public actor UserAgent {
         guard !stopped, let target = SIPNameAddress(uri), let destination = outboundDestination() ?? resolve(target.uri)
         else { return nil }
         let branch = newBranch()
+        addressPeer = destination
         var headers = SIPHeaders()
         headers.add("Via", via(branch))
         headers.add("Max-Forwards", "70")
@@ -380,7 +385,9 @@ public actor UserAgent {
             return
         }
         switch message {
-        case .request(let request): handleRequest(request, from: datagram.source)
+        case .request(let request):
+            addressPeer = datagram.source
+            handleRequest(request, from: datagram.source)
         case .response(let response): handleResponse(response)
         }
     }
@@ -672,9 +679,34 @@ public actor UserAgent {
     /// Calls (including finished ones kept for retransmissions) beyond which new INVITEs get 503.
     static let maxCalls = 64
 
-    var localURI: String {
+    var localURI: String { localURI(host: advertisedHost) }
+
+    func localURI(host: String) -> String {
         let parameter = configuration.transport == .udp ? "" : ";transport=\(configuration.transport.rawValue)"
-        return "sip:\(configuration.user)@\(HostPort(host: configuration.localHost, port: sentByPort).description)\(parameter)"
+        return "sip:\(configuration.user)@\(HostPort(host: host, port: sentByPort).description)\(parameter)"
+    }
+
+    /// The host Via and Contact carry: `localHost`, unless that is the wildcard; then the
+    /// address the kernel uses toward the edge proxy in use, else toward `addressPeer`.
+    var advertisedHost: String {
+        advertisedHost(toward: outboundDestination() ?? addressPeer)
+    }
+
+    func advertisedHost(toward peer: SocketAddress?) -> String {
+        guard LocalAddress.isWildcard(configuration.localHost) else { return configuration.localHost }
+        if let peer, let host = LocalAddress.toward(peer) { return host }
+        return configuration.localHost
+    }
+
+    /// The address for an SDP offer's c= line to `uri` (the edge proxy's way when registered).
+    public func mediaAddress(toward uri: String) -> String {
+        advertisedHost(toward: outboundDestination() ?? resolve(uri))
+    }
+
+    /// The address for the SDP answer to an incoming call: toward the edge proxy, else
+    /// toward where the INVITE came from.
+    public func mediaAddress(for handle: CallHandle) -> String {
+        advertisedHost(toward: outboundDestination() ?? calls[handle]?.peer)
     }
 
     /// Via and Contact port: none when TLS only dials (answers come back over the flow).
@@ -688,8 +720,8 @@ public actor UserAgent {
 
     var reliable: Bool { transport?.isReliable ?? false }
 
-    func via(_ branch: String) -> String {
-        let hostPort = HostPort(host: configuration.localHost, port: sentByPort).description
+    func via(_ branch: String, host: String? = nil) -> String {
+        let hostPort = HostPort(host: host ?? advertisedHost, port: sentByPort).description
         return "SIP/2.0/\(transport?.transportName ?? "UDP") \(hostPort);branch=\(branch);rport"
     }
 
@@ -773,6 +805,7 @@ public actor UserAgent {
     }
 
     private func dialogRequest(_ call: Call, method: SIPMethod, cseq: UInt32, branch: String) -> SIPRequest {
+        addressPeer = call.peer
         var headers = SIPHeaders()
         headers.add("Via", via(branch))
         headers.add("Max-Forwards", "70")

@@ -210,6 +210,7 @@ final class Kamailio {
                     exit;
                 }
                 consume_credentials();
+                xlog("L_NOTICE", "INVITE accepted contact $ct body $rb\\n");
             }
             remove_hf("Route");
             if (proto == TCP || proto == TLS) { add_contact_alias(); }
