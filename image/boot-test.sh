@@ -6,7 +6,9 @@
 #   TLS (a test CA made here, digest auth) -> a button press (virtio keyboard, `sendkey ret`
 #   on the monitor) -> a baresip post behind Kamailio answers -> SRTP media both ways (the
 #   post records the guest's tone; the guest decodes the post's audio and video) ->
-#   `beeldzorgctl doctor --json` -> a long press hangs up -> clean power-off.
+#   `beeldzorgctl doctor --json` -> a long press hangs up -> clean power-off. The screen is
+#   QEMU's VGA (bochs DRM, 1280x800): screendumps idle and in the call, checked by
+#   image/test/check-screen.py and kept as image/out/screen-{idle,call}.png.
 #
 #   image/boot-test.sh [TEST-IMAGE]        default image/out/beeldzorg-test.img
 #
@@ -113,6 +115,7 @@ ip netns exec "$ns" timeout --kill-after=10 "$timeout_s" \
     -device virtio-blk-pci,drive=disk0 \
     -device virtio-keyboard-pci,id=button \
     -device virtio-rng-pci \
+    -device VGA,xres=1280,yres=800,edid=on \
     -netdev tap,id=net0,ifname="$tap",script=no,downscript=no \
     -device virtio-net-pci,netdev=net0 \
     -serial file:"$serial" \
@@ -168,6 +171,9 @@ handle_markers() {
             # Held 500 ms, not QEMU's default 100 ms: under TCG the guest may handle the down
             # and up events so late that they land within the daemon's debounce time.
             PRESS-NOW) monitor_cmd "sendkey ret 500"; presses=$((presses + 1)); echo "  (host: sendkey ret, held 0.5 s)" ;;
+            # The screen: QEMU's own copy of what the VGA shows (PPM), checked after the boot.
+            SCREEN-IDLE-NOW) monitor_cmd "screendump $tmp/screen-idle.ppm"; echo "  (host: screendump, idle)" ;;
+            SCREEN-CALL-NOW) monitor_cmd "screendump $tmp/screen-call.ppm"; echo "  (host: screendump, in call)" ;;
             LONGPRESS-NOW) monitor_cmd "sendkey ret 2500"; presses=$((presses + 1)); echo "  (host: sendkey ret, held 2.5 s)" ;;
             RESULT) result="${line#BZTEST RESULT }" ;;
         esac
@@ -222,4 +228,15 @@ if [ "$peers_ok" -eq 1 ]; then
 else
     status=1
 fi
+# The screen the client saw: idle (clock, date, button sentence) and in the call (the post's
+# picture with the self view). The dumps are kept as PNGs in $out for people to look at.
+mkdir -p "$out"
+for shot in idle call; do
+    rm -f "$out/screen-$shot.png"
+    if [ -f "$tmp/screen-$shot.ppm" ]; then
+        python3 "$repo/image/test/check-screen.py" "$shot" "$tmp/screen-$shot.ppm" "$out/screen-$shot.png" || status=1
+    else
+        echo "boot-test: FAIL: no screendump of the $shot screen"; status=1
+    fi
+done
 exit "$status"
