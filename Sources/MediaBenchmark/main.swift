@@ -5,7 +5,10 @@
 //   - mouth-to-ear latency on loopback, including the jitter buffer
 //   - the same call with a real baresip at the other end: CPU per call-minute of each end,
 //     and the ratio (BaresipComparison.swift)
-// Usage: media-benchmark [--seconds N]   (default 20 s of call, and of the baresip window)
+// Usage: media-benchmark [--seconds N] [--baresip-only] [--runs N]
+//   --seconds: length of the loopback call and of the baresip window (default 20)
+//   --baresip-only: only the baresip comparison (for profiling it, or repeating it)
+//   --runs: repeat the baresip comparison N times (default 1), alternating canceller on/off
 import Devices
 import Foundation
 import Media
@@ -174,7 +177,13 @@ func callFigures() throws {
     }
 }
 
-try codecFigures()
-try callFigures()
-try await baresipComparison(seconds: callSeconds, echoCancellation: true)
-try await baresipComparison(seconds: callSeconds, echoCancellation: false)
+let baresipOnly = arguments.contains("--baresip-only")
+let runs = arguments.firstIndex(of: "--runs").flatMap { Int(arguments[safe: $0 + 1] ?? "") } ?? 1
+if !baresipOnly {
+    try codecFigures()
+    try callFigures()
+}
+for _ in 0..<max(1, runs) {
+    try await baresipComparison(seconds: callSeconds, echoCancellation: true)
+    try await baresipComparison(seconds: callSeconds, echoCancellation: false)
+}
