@@ -145,9 +145,9 @@ public final class MediaSession: Sendable {
             jitterBuffer.withLock { $0 = AudioJitterBuffer(targetFrames: parameters.jitterBufferFrames) }
             var threads: [JoinableThread] = []
             do {
-                threads.append(try JoinableThread(name: "audio-send") { self.audioSendLoop(call, microphone: microphone) })
-                threads.append(try JoinableThread(name: "audio-receive") { self.audioReceiveLoop(call) })
-                threads.append(try JoinableThread(name: "audio-playout") { self.audioPlayoutLoop(call, speaker: speaker) })
+                threads.append(try JoinableThread(name: "audio-send", niceness: JoinableThread.audioNiceness) { self.audioSendLoop(call, microphone: microphone) })
+                threads.append(try JoinableThread(name: "audio-receive", niceness: JoinableThread.audioNiceness) { self.audioReceiveLoop(call) })
+                threads.append(try JoinableThread(name: "audio-playout", niceness: JoinableThread.audioNiceness) { self.audioPlayoutLoop(call, speaker: speaker) })
                 if parameters.hasVideo {
                     if let camera {
                         threads.append(try JoinableThread(name: "video-send") { self.videoSendLoop(call, camera: camera) })
@@ -285,7 +285,7 @@ public final class MediaSession: Sendable {
         let blocks = withReception(kind) { $0.reportBlock() }.map { [$0] } ?? []
         let first: RTCPPacket = if let sender {
             .senderReport(RTCPSenderReport(
-                ssrc: ssrc, ntpTimestamp: ntpTimestamp(sinceUnixEpoch: wallClockSinceEpoch()), rtpTimestamp: sender.lastTimestamp,
+                ssrc: ssrc, ntpTimestamp: ntpTimestamp(sinceUnixEpoch: wallClockSinceEpoch()), rtpTimestamp: sender.reportTimestamp(at: .now),
                 packetCount: sender.packetCount, octetCount: sender.octetCount, reports: blocks))
         } else {
             .receiverReport(ssrc: ssrc, reports: blocks)
@@ -511,10 +511,11 @@ public final class MediaSession: Sendable {
     private func audioReceiveLoop(_ call: Call) {
         let sockets = call.parameters.rtcpMux ? [audioRTP] : [audioRTP, audioRTCP]
         let payloadType = UInt8(call.parameters.audioCodec.payloadType)
+        let buffer = UDPSocket.ReceiveBuffer()
         while isActive {
             let datagram: (Int, [UInt8])?
             do {
-                datagram = try UDPSocket.receive(from: sockets, timeoutMilliseconds: 50)
+                datagram = try UDPSocket.receive(from: sockets, timeoutMilliseconds: 50, buffer: buffer)
             } catch {
                 report(call, MediaFailureReport(component: .network, detail: "\(error)"))
                 return
@@ -591,6 +592,7 @@ public final class MediaSession: Sendable {
         let sockets = call.parameters.rtcpMux ? [videoRTP] : [videoRTP, videoRTCP]
         let payloadType = UInt8(call.parameters.videoPayloadType!)
         var assembler = VP8FrameAssembler()
+        let buffer = UDPSocket.ReceiveBuffer()
         var lastKeyframeRequest: ContinuousClock.Instant?
         var nextReport = ContinuousClock.now + .milliseconds(500)
         while isActive {
@@ -601,7 +603,7 @@ public final class MediaSession: Sendable {
             }
             let datagram: (Int, [UInt8])?
             do {
-                datagram = try UDPSocket.receive(from: sockets, timeoutMilliseconds: 50)
+                datagram = try UDPSocket.receive(from: sockets, timeoutMilliseconds: 50, buffer: buffer)
             } catch {
                 report(call, MediaFailureReport(component: .network, detail: "\(error)"))
                 return

@@ -117,6 +117,8 @@ public struct RTPStreamSender: Sendable {
     public private(set) var packetCount: UInt32 = 0
     public private(set) var octetCount: UInt32 = 0
     public private(set) var lastTimestamp: UInt32
+    /// When the first packet carrying `lastTimestamp` went out; nil before any packet.
+    public private(set) var lastTimestampSent: ContinuousClock.Instant?
 
     public init(payloadType: UInt8, clockRate: Int, ssrc: UInt32 = .random(in: 1...UInt32.max),
                 initialSequence: UInt16 = .random(in: 0...UInt16.max), timestampBase: UInt32 = .random(in: 0...UInt32.max)) {
@@ -135,7 +137,10 @@ public struct RTPStreamSender: Sendable {
         return timestampBase &+ UInt32(truncatingIfNeeded: ticks)
     }
 
-    public mutating func packet(payload: [UInt8], timestamp: UInt32, marker: Bool) -> RTPPacket {
+    public mutating func packet(payload: [UInt8], timestamp: UInt32, marker: Bool,
+                                sentAt instant: ContinuousClock.Instant = .now) -> RTPPacket {
+        // A video frame's packets share one timestamp; the frame's first packet dates it.
+        if lastTimestampSent == nil || timestamp != lastTimestamp { lastTimestampSent = instant }
         let packet = RTPPacket(marker: marker, payloadType: payloadType, sequenceNumber: nextSequenceNumber,
                                timestamp: timestamp, ssrc: ssrc, payload: payload)
         nextSequenceNumber &+= 1
@@ -143,6 +148,18 @@ public struct RTPStreamSender: Sendable {
         octetCount &+= UInt32(truncatingIfNeeded: payload.count)
         lastTimestamp = timestamp
         return packet
+    }
+
+    /// The RTP timestamp of `instant`, for a sender report (RFC 3550 §6.4.1): the SR's NTP
+    /// and RTP timestamps must name the same moment, which usually falls between two packets,
+    /// so the last packet's timestamp is advanced by the time since it went out at the clock
+    /// rate. A receiver uses the pair for lip sync and round-trip figures; the last packet's
+    /// own timestamp would be up to a frame (40 ms of video) early.
+    public func reportTimestamp(at instant: ContinuousClock.Instant = .now) -> UInt32 {
+        guard let sent = lastTimestampSent, instant > sent else { return lastTimestamp }
+        let (seconds, attoseconds) = sent.duration(to: instant).components
+        let ticks = Int64(seconds) * Int64(clockRate) + Int64(attoseconds / 1_000_000) * Int64(clockRate) / 1_000_000_000_000
+        return lastTimestamp &+ UInt32(truncatingIfNeeded: ticks)
     }
 }
 

@@ -123,9 +123,19 @@ final class UDPSocket: @unchecked Sendable {
         }
     }
 
+    /// Room for the largest datagram, owned by one receiving thread and reused for every
+    /// packet: each datagram then costs one array of its own size, not a 64 KB one that the
+    /// jitter buffer or frame assembly would keep alive.
+    final class ReceiveBuffer {
+        fileprivate let storage = UnsafeMutableRawBufferPointer.allocate(byteCount: 65_536, alignment: 16)
+        init() {}
+        deinit { storage.deallocate() }
+    }
+
     /// Waits for a datagram on any of `sockets` for up to `timeoutMilliseconds`.
     /// Returns the index of the socket and the datagram, or nil on timeout.
-    static func receive(from sockets: [UDPSocket], timeoutMilliseconds: Int32) throws -> (Int, [UInt8])? {
+    static func receive(from sockets: [UDPSocket], timeoutMilliseconds: Int32,
+                        buffer: ReceiveBuffer = ReceiveBuffer()) throws -> (Int, [UInt8])? {
         var fds = sockets.map { pollfd(fd: $0.descriptor, events: Int16(POLLIN), revents: 0) }
         let ready = poll(&fds, nfds_t(fds.count), timeoutMilliseconds)
         if ready < 0 {
@@ -134,19 +144,13 @@ final class UDPSocket: @unchecked Sendable {
         }
         guard ready > 0 else { return nil }
         for (index, entry) in fds.enumerated() where entry.revents & Int16(POLLIN) != 0 {
-            // Room for the largest datagram, not zero-filled first (recv writes what it returns).
-            var count = 0
-            var code: Int32 = 0
-            let buffer = [UInt8](unsafeUninitializedCapacity: 65_536) { raw, initialized in
-                count = recv(entry.fd, raw.baseAddress, raw.count, Int32(MSG_DONTWAIT))
-                code = errno
-                initialized = max(0, count)
-            }
+            let count = recv(entry.fd, buffer.storage.baseAddress, buffer.storage.count, Int32(MSG_DONTWAIT))
             if count < 0 {
+                let code = errno
                 if code == EAGAIN || code == EINTR || code == ECONNREFUSED { return nil }
                 throw MediaError.socket("recv: \(errnoString(code))")
             }
-            return (index, buffer)
+            return (index, Array(UnsafeRawBufferPointer(rebasing: buffer.storage[..<count])))
         }
         return nil
     }
@@ -163,22 +167,35 @@ final class UDPSocket: @unchecked Sendable {
 final class JoinableThread: @unchecked Sendable {
     private final class Body {
         let name: String
+        let niceness: Int32
         let run: @Sendable () -> Void
-        init(name: String, run: @escaping @Sendable () -> Void) {
+        init(name: String, niceness: Int32, run: @escaping @Sendable () -> Void) {
             self.name = name
+            self.niceness = niceness
             self.run = run
         }
     }
+
+    /// The nice value audio threads ask for: the most an unprivileged process may take under
+    /// the unit's `LimitNICE=-4`, so a busy video encoder or screen cannot starve 20 ms audio
+    /// frames. No real-time class (the unit has `RestrictRealtime=yes`).
+    static let audioNiceness: Int32 = -4
 
     // Written once in init, read by join from the one thread that owns this object.
     private var thread: pthread_t
     private var joined = false
 
-    init(name: String, _ run: @escaping @Sendable () -> Void) throws {
-        let body = Unmanaged.passRetained(Body(name: name, run: run)).toOpaque()
+    /// `niceness` below 0 is asked for and silently not had where the limit refuses it
+    /// (EACCES without RLIMIT_NICE): the thread then runs at the process's priority.
+    init(name: String, niceness: Int32 = 0, _ run: @escaping @Sendable () -> Void) throws {
+        let body = Unmanaged.passRetained(Body(name: name, niceness: niceness, run: run)).toOpaque()
         var thread = pthread_t()
         let result = pthread_create(&thread, nil, { argument in
             let body = Unmanaged<Body>.fromOpaque(argument!).takeRetainedValue()
+            // Linux keeps a nice value per thread, and PRIO_PROCESS with who 0 sets the calling
+            // thread's only (setpriority(2), BUGS). Before the name, so a thread seen by its
+            // name already has its priority.
+            if body.niceness != 0 { _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, body.niceness) }
             nameThisThread(body.name)
             body.run()
             return nil

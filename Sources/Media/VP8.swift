@@ -166,18 +166,21 @@ public final class VP8Decoder {
         let height = Int(image.d_h) & ~1
         guard width > 0, height > 0, image.fmt == VPX_IMG_FMT_I420,
               let yPlane = image.planes.0, let uPlane = image.planes.1, let vPlane = image.planes.2 else { return nil }
-        var planes = [UInt8](repeating: 0, count: width * height * 3 / 2)
-        planes.withUnsafeMutableBufferPointer { out in
+        // Every byte is written by the three plane copies, so the array is not zero-filled
+        // first (a 460 KB memset per 640×480 frame showed in the receive thread's profile).
+        let count = width * height * 3 / 2
+        let planes = [UInt8](unsafeUninitializedCapacity: count) { out, initialized in
             var offset = 0
             func copyPlane(_ source: UnsafeMutablePointer<UInt8>, stride: Int32, rows: Int, columns: Int) {
                 for row in 0..<rows {
-                    (out.baseAddress! + offset).update(from: source + row * Int(stride), count: columns)
+                    (out.baseAddress! + offset).initialize(from: source + row * Int(stride), count: columns)
                     offset += columns
                 }
             }
             copyPlane(yPlane, stride: image.stride.0, rows: height, columns: width)
             copyPlane(uPlane, stride: image.stride.1, rows: height / 2, columns: width / 2)
             copyPlane(vPlane, stride: image.stride.2, rows: height / 2, columns: width / 2)
+            initialized = offset
         }
         return VideoFrame(width: width, height: height, planes: planes, timestamp: timestamp)
     }

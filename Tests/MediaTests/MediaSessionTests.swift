@@ -1,3 +1,4 @@
+import Foundation
 import Devices
 import Synchronization
 import Testing
@@ -100,6 +101,40 @@ final class Endpoint {
         // stop() closed the devices.
         #expect(!alice.camera.isOpen && !alice.microphone.isOpen && !alice.speaker.isOpen)
         #expect(!bob.camera.isOpen && !bob.microphone.isOpen && !bob.speaker.isOpen)
+    }
+
+    /// Nice values of this process's threads with `name` (from /proc/self/task/*/stat).
+    static func niceValues(ofThreadsNamed name: String) -> [Int] {
+        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
+        return tasks.compactMap { task -> Int? in
+            guard let comm = try? String(contentsOfFile: "/proc/self/task/\(task)/comm", encoding: .utf8),
+                  comm.trimmingCharacters(in: .whitespacesAndNewlines) == name,
+                  let stat = try? String(contentsOfFile: "/proc/self/task/\(task)/stat", encoding: .utf8),
+                  let close = stat.lastIndex(of: ")") else { return nil }
+            // After the command name, field 3 (state) is first; nice is field 19.
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            return fields.count > 16 ? Int(fields[16]) : nil
+        }
+    }
+
+    @Test func audioThreadsAskForAHigherPriorityThanVideo() async throws {
+        // Root, or RLIMIT_NICE of at least 24 (the unit's LimitNICE=-4), may go down to -4.
+        var limit = rlimit()
+        getrlimit(__rlimit_resource_t(__RLIMIT_NICE.rawValue), &limit)
+        let expected = geteuid() == 0 || limit.rlim_cur >= 24 ? Int(JoinableThread.audioNiceness) : 0
+        let alice = try Endpoint(tone: 1_000)
+        let bob = try Endpoint(tone: 600)
+        try alice.start(peer: bob, sendKey: Self.keyA, receiveKey: Self.keyB)
+        try bob.start(peer: alice, sendKey: Self.keyB, receiveKey: Self.keyA)
+        // Other suites running alongside may add their own media threads: at least ours are there.
+        let running = await eventually { Self.niceValues(ofThreadsNamed: "video-receive").count >= 2 }  // started last
+        let audio = ["audio-send", "audio-receive", "audio-playout"].flatMap { Self.niceValues(ofThreadsNamed: $0) }
+        let video = ["video-send", "video-receive"].flatMap { Self.niceValues(ofThreadsNamed: $0) }
+        alice.session.stop()
+        bob.session.stop()
+        #expect(running)
+        #expect(audio.count >= 6 && audio.allSatisfy { $0 == expected }, "audio threads' nice values \(audio), expected \(expected)")
+        #expect(video.count >= 4 && video.allSatisfy { $0 == 0 }, "video threads' nice values \(video)")
     }
 
     @Test func peerWithTheWrongKeyDecodesNothing() async throws {

@@ -54,6 +54,24 @@ import Testing
         #expect(sender.octetCount == 4)
     }
 
+    @Test func senderReportTimestampIsInterpolatedToTheReportsMoment() {
+        // RFC 3550 §6.4.1: the SR's RTP timestamp names the same instant as its NTP time.
+        var sender = RTPStreamSender(payloadType: 96, clockRate: 90_000, ssrc: 3, initialSequence: 0, timestampBase: UInt32.max - 899)
+        let start = ContinuousClock.now
+        #expect(sender.reportTimestamp(at: start) == UInt32.max - 899)  // nothing sent yet
+        // A frame of three packets with one timestamp: its first packet dates it.
+        _ = sender.packet(payload: [1], timestamp: UInt32.max - 899, marker: false, sentAt: start)
+        _ = sender.packet(payload: [2], timestamp: UInt32.max - 899, marker: false, sentAt: start + .milliseconds(5))
+        _ = sender.packet(payload: [3], timestamp: UInt32.max - 899, marker: true, sentAt: start + .milliseconds(8))
+        // 25 ms later at 90 kHz is 2,250 ticks on, across the 32-bit wrap.
+        #expect(sender.reportTimestamp(at: start + .milliseconds(25)) == 1_350)
+        // The next frame restarts the count from its own first packet.
+        _ = sender.packet(payload: [4], timestamp: 2_700, marker: true, sentAt: start + .milliseconds(40))
+        #expect(sender.reportTimestamp(at: start + .milliseconds(50)) == 2_700 + 900)
+        // A report dated before the last packet (clock readings out of order) does not go back.
+        #expect(sender.reportTimestamp(at: start) == 2_700)
+    }
+
     @Test func receptionStatisticsCountLossAcrossWrap() {
         var statistics = RTPReceptionStatistics()
         var sequence: UInt16 = 65_530
