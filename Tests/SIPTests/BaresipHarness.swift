@@ -17,9 +17,13 @@ final class PeerProcess: @unchecked Sendable {
     /// `emptySignalMask`: start through perl with no signals blocked (C daemons such as
     /// Kamailio and baresip); false for our own daemon, which manages its signals itself.
     private let emptySignalMask: Bool
+    /// How long `stop` waits after SIGTERM before it kills.
+    private let terminationGrace: Duration
 
-    init(name: String, executable: String, arguments: [String], logURL: URL, emptySignalMask: Bool = true) {
+    init(name: String, executable: String, arguments: [String], logURL: URL, emptySignalMask: Bool = true,
+         terminationGrace: Duration = .seconds(10)) {
         self.name = name
+        self.terminationGrace = terminationGrace
         self.executable = executable
         self.arguments = arguments
         self.logURL = logURL
@@ -27,7 +31,8 @@ final class PeerProcess: @unchecked Sendable {
     }
 
     func start() throws {
-        precondition(process?.isRunning != true, "\(name) already running")
+        // Not `process.isRunning`: Foundation may notice a stopped process's exit late.
+        precondition(process.map { Self.isAlive($0.processIdentifier) } != true, "\(name) already running")
         if !FileManager.default.fileExists(atPath: logURL.path) {
             _ = FileManager.default.createFile(atPath: logURL.path, contents: nil)
         }
@@ -52,32 +57,73 @@ final class PeerProcess: @unchecked Sendable {
     var isRunning: Bool { process?.isRunning == true }
     var pid: Int32? { process?.processIdentifier }
 
-    /// SIGTERM by PID, SIGKILL (children first) if it has not gone after 10 s. Never waits
-    /// without a bound: a test that fails must not hang.
+    /// SIGTERM by PID; if it has not gone after `terminationGrace`, or left children behind,
+    /// SIGKILL to its process group (when it leads one, as Kamailio does here: its children
+    /// stay in the group even once re-parented, and may not exist yet when a test fails
+    /// during Kamailio's start-up) or, without a group of its own, to the
+    /// children it had and itself. Every wait is bounded: a test that fails must not hang. A
+    /// zombie counts as gone: its exit may be noticed late by Foundation, and orphans are not
+    /// reaped on this machine (pid 1 does not wait for them).
     func stop() {
         guard let process, process.isRunning else { return }
         let pid = process.processIdentifier
+        let ownGroup = getpgid(pid) == pid
         let children = Self.childPIDs(of: pid)
-        kill(pid, SIGTERM)
-        for _ in 0..<1000 where process.isRunning { usleep(10_000) }
-        if process.isRunning {
-            for child in children { kill(child, SIGKILL) }
-            kill(pid, SIGKILL)
-            for _ in 0..<300 where process.isRunning { usleep(10_000) }
+        func leftOver() -> Bool {
+            Self.isAlive(pid) || (ownGroup ? !Self.groupMembers(pid).isEmpty : children.contains(where: Self.isAlive))
         }
-        for _ in 0..<300 where children.contains(where: { kill($0, 0) == 0 }) { usleep(10_000) }
+        kill(pid, SIGTERM)
+        Self.wait(upTo: terminationGrace) { !Self.isAlive(pid) }
+        if leftOver() {
+            if ownGroup {
+                kill(-pid, SIGKILL)
+            } else {
+                for child in children { kill(child, SIGKILL) }
+                kill(pid, SIGKILL)
+            }
+        }
+        Self.wait(upTo: .seconds(3)) { !leftOver() }
+    }
+
+    private static func wait(upTo limit: Duration, until done: () -> Bool) {
+        let deadline = ContinuousClock.now + limit
+        while !done() && ContinuousClock.now < deadline { usleep(10_000) }
+    }
+
+    /// State, parent and process group of `pid` from /proc/PID/stat (read with read(2): the
+    /// file's size is 0 to stat(2)).
+    private static func stat(_ pid: Int32) -> (state: Character, parent: Int32, group: Int32)? {
+        let fd = open("/proc/\(pid)/stat", O_RDONLY)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var buffer = [UInt8](repeating: 0, count: 1024)
+        let count = read(fd, &buffer, buffer.count)
+        guard count > 0 else { return nil }
+        let text = String(decoding: buffer[..<count], as: UTF8.self)
+        guard let close = text.lastIndex(of: ")") else { return nil }
+        let fields = text[text.index(after: close)...].split(separator: " ")
+        guard fields.count > 2, let state = fields[0].first, let parent = Int32(fields[1]), let group = Int32(fields[2])
+        else { return nil }
+        return (state, parent, group)
+    }
+
+    /// Running (not a zombie, not gone).
+    static func isAlive(_ pid: Int32) -> Bool {
+        guard let stat = stat(pid) else { return false }
+        return stat.state != "Z" && stat.state != "X"
+    }
+
+    private static func pids() -> [Int32] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { Int32($0) }
     }
 
     static func childPIDs(of pid: Int32) -> [Int32] {
-        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
-        return entries.compactMap { entry -> Int32? in
-            guard let child = Int32(entry),
-                  let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
-                  let close = stat.lastIndex(of: ")")
-            else { return nil }
-            let fields = stat[stat.index(after: close)...].split(separator: " ")
-            return fields.count > 1 && Int32(fields[1]) == pid ? child : nil
-        }
+        pids().filter { stat($0)?.parent == pid }
+    }
+
+    /// Live members of process group `group`.
+    static func groupMembers(_ group: Int32) -> [Int32] {
+        pids().filter { stat($0)?.group == group && isAlive($0) }
     }
 
     var log: String { (try? String(contentsOf: logURL, encoding: .utf8)) ?? "" }
@@ -268,194 +314,27 @@ private final class NetstringHandler: ChannelInboundHandler, @unchecked Sendable
 /// replaced by the next one (`failure_route`). A request to `sip:ringall@beeldzorg.test` is
 /// forked in parallel to every post of set 1. Other requests for 127.0.0.1 go where their
 /// request-URI says; other users of the realm are looked up in the location table.
+/// The configuration is `KamailioConfiguration`'s `.centrale` role; process handling is `Kamailio`'s.
 final class CentraleProxy: @unchecked Sendable {
-    static let realm = "beeldzorg.test"
+    static let realm = Kamailio.realm
 
-    let directory: URL
-    let udpPort: Int
-    let tlsPort: Int
-    let tcpPort: Int
-    private let peer: PeerProcess
+    private let kamailio: Kamailio
 
-    var tlsURI: String { "sip:127.0.0.1:\(tlsPort);transport=tls" }
-    var udpURI: String { "sip:127.0.0.1:\(udpPort)" }
-    var log: String { peer.log }
+    var directory: URL { kamailio.directory }
+    var udpPort: Int { kamailio.udpPort }
+    var tlsPort: Int { kamailio.tlsPort }
+    var tcpPort: Int { kamailio.tcpPort }
+    var tlsURI: String { kamailio.tlsURI }
+    var udpURI: String { kamailio.udpURI }
+    var log: String { kamailio.log }
 
     /// `posts`: (URI, priority); higher priority is tried first.
     init(certificates: TestCertificates, password: String, posts: [(uri: String, priority: Int)],
          failoverMilliseconds: Int = 1000) async throws {
-        try #require(FileManager.default.isExecutableFile(atPath: Kamailio.binary), "kamailio is not installed")
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent("centrale-\(UUID().uuidString.prefix(8))")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        udpPort = try await freePort(udp: true)
-        tcpPort = try await freePort()
-        var tls = try await freePort()
-        while tls == tcpPort { tls = try await freePort() }
-        tlsPort = tls
-        let d = directory.path
-        try """
-        [server:default]
-        method = TLSv1.2+
-        verify_certificate = no
-        require_certificate = no
-        private_key = \(certificates.serverKey)
-        certificate = \(certificates.serverCertificate)
-
-        [client:default]
-        verify_certificate = no
-        require_certificate = no
-        """.write(toFile: "\(d)/tls.cfg", atomically: true, encoding: .utf8)
-        try posts.map { "1 \($0.uri) 0 \($0.priority)\n" }.joined()
-            .write(toFile: "\(d)/dispatcher.list", atomically: true, encoding: .utf8)
-        let forks = posts.dropFirst().map { "append_branch(\"\($0.uri.replacingOccurrences(of: "sip:", with: "sip:centrale@"))\");" }
-            .joined(separator: " ")
-        let first = posts.first.map { $0.uri.replacingOccurrences(of: "sip:", with: "sip:centrale@") } ?? "sip:nobody@127.0.0.1"
-        try """
-        #!KAMAILIO
-        debug=2
-        log_stderror=yes
-        children=2
-        tcp_children=2
-        auto_aliases=no
-        enable_tls=yes
-        listen=udp:127.0.0.1:\(udpPort)
-        listen=tcp:127.0.0.1:\(tcpPort)
-        listen=tls:127.0.0.1:\(tlsPort)
-        tcp_connection_lifetime=3605
-        tcp_accept_no_cl=yes
-        mpath="/usr/lib/x86_64-linux-gnu/kamailio/modules/"
-
-        loadmodule "kex.so"
-        loadmodule "corex.so"
-        loadmodule "tm.so"
-        loadmodule "sl.so"
-        loadmodule "rr.so"
-        loadmodule "pv.so"
-        loadmodule "maxfwd.so"
-        loadmodule "usrloc.so"
-        loadmodule "registrar.so"
-        loadmodule "textops.so"
-        loadmodule "siputils.so"
-        loadmodule "xlog.so"
-        loadmodule "auth.so"
-        loadmodule "nathelper.so"
-        loadmodule "ctl.so"
-        loadmodule "tls.so"
-        loadmodule "dispatcher.so"
-
-        modparam("ctl", "binrpc", "unix:\(d)/kamailio_ctl")
-        modparam("tls", "config", "\(d)/tls.cfg")
-        modparam("usrloc", "db_mode", 0)
-        modparam("registrar", "max_expires", 3600)
-        modparam("registrar", "received_avp", "$avp(RECEIVED)")
-        modparam("nathelper", "received_avp", "$avp(RECEIVED)")
-        modparam("rr", "enable_double_rr", 1)
-        modparam("dispatcher", "list_file", "\(d)/dispatcher.list")
-        modparam("dispatcher", "flags", 2)
-
-        request_route {
-            xlog("L_NOTICE", "request $rm $ru from $si:$sp over $proto\\n");
-            if (!mf_process_maxfwd_header("10")) { sl_send_reply("483", "Too Many Hops"); exit; }
-            if (is_method("REGISTER")) {
-                if (!pv_www_authenticate("\(Self.realm)", "\(password)", "0")) {
-                    www_challenge("\(Self.realm)", "1");
-                    exit;
-                }
-                xlog("L_NOTICE", "REGISTER accepted for $au contact $ct\\n");
-                fix_nated_register();
-                if (!save("location")) { sl_reply_error(); }
-                exit;
-            }
-            if (has_totag()) {
-                if (loose_route()) {
-                    handle_ruri_alias();
-                    t_relay();
-                    exit;
-                }
-                if (is_method("ACK")) {
-                    if (t_check_trans()) { t_relay(); }
-                    exit;
-                }
-                sl_send_reply("404", "Not here");
-                exit;
-            }
-            if (is_method("CANCEL")) {
-                if (t_check_trans()) { t_relay(); }
-                exit;
-            }
-            remove_hf("Route");
-            if (proto == TCP || proto == TLS) { add_contact_alias(); }
-            record_route();
-            if (is_method("INVITE") && $rd == "\(Self.realm)" && $rU == "centrale") {
-                t_set_fr(30000, \(failoverMilliseconds));
-                if (!ds_select_dst("1", "8")) { sl_send_reply("503", "No post"); exit; }
-                xlog("L_NOTICE", "centrale call to post $du\\n");
-                t_on_failure("NEXT_POST");
-                t_relay();
-                exit;
-            }
-            if (is_method("INVITE") && $rd == "\(Self.realm)" && $rU == "ringall") {
-                $ru = "\(first)";
-                \(forks)
-                xlog("L_NOTICE", "ring-all fork\\n");
-                t_relay();
-                exit;
-            }
-            if ($rd == "127.0.0.1") { t_relay(); exit; }
-            if (!lookup("location")) {
-                sl_send_reply("404", "Not Found");
-                exit;
-            }
-            t_relay();
-        }
-
-        # A 2xx from the tablet (e.g. to a post's re-INVITE) refreshes its Contact: mark it
-        # with the alias of its TLS connection too, so the next request reuses the flow.
-        onreply_route {
-            if ((proto == TCP || proto == TLS) && status =~ "^2") { add_contact_alias(); }
-        }
-
-        failure_route[NEXT_POST] {
-            if (t_is_canceled()) { exit; }
-            if (t_check_status("408|5[0-9][0-9]") || t_branch_timeout()) {
-                if (ds_next_dst()) {
-                    xlog("L_NOTICE", "post failed; next post $du\\n");
-                    t_set_fr(30000, \(failoverMilliseconds));
-                    t_on_failure("NEXT_POST");
-                    t_relay();
-                    exit;
-                }
-            }
-        }
-        """.write(toFile: "\(d)/kamailio.cfg", atomically: true, encoding: .utf8)
-        peer = PeerProcess(name: "kamailio", executable: Kamailio.binary,
-                           arguments: ["-DD", "-E", "-f", "\(d)/kamailio.cfg", "-Y", d, "-P", "\(d)/kamailio.pid",
-                                       "-m", "64", "-M", "8", "-w", d],
-                           logURL: directory.appendingPathComponent("kamailio.log"))
-        try peer.start()
-        let deadline = ContinuousClock.now + .seconds(10)
-        while ContinuousClock.now < deadline {
-            guard peer.isRunning else { throw CommandFailed(command: "kamailio", output: peer.log) }
-            if await Self.accepts(tlsPort) { return }
-            try await Task.sleep(for: .milliseconds(20))
-        }
-        throw TimedOut(what: "kamailio to listen")
+        kamailio = try await Kamailio(certificates: certificates, password: password, host: "127.0.0.1", name: "centrale",
+                                      role: .centrale(posts: posts, failoverMilliseconds: failoverMilliseconds))
+        try await kamailio.waitUntilReady()
     }
 
-    private static func accepts(_ port: Int) async -> Bool {
-        guard let channel = try? await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .connectTimeout(.milliseconds(200)).connect(host: "127.0.0.1", port: port).get()
-        else { return false }
-        try? await channel.close()
-        return true
-    }
-
-    func stop() { peer.stop() }
-
-    deinit {
-        stop()
-        if ProcessInfo.processInfo.environment["BEELDZORG_KEEP_PEER_DIRS"] == nil {
-            try? FileManager.default.removeItem(at: directory)
-        }
-    }
+    func stop() { kamailio.stop() }
 }

@@ -73,11 +73,13 @@ func freePort(udp: Bool = false) async throws -> Int {
     return port
 }
 
-/// A real Kamailio (Debian `kamailio`, `kamailio-tls-modules`) as registrar and proxy on
-/// 127.0.0.1: UDP, TCP and TLS on free ports, digest auth against one fixed password
+/// A real Kamailio (Debian `kamailio`, `kamailio-tls-modules`) as registrar and proxy: UDP, TCP
+/// and TLS on free ports of `host`, digest auth against one fixed password
 /// (`pv_www_authenticate`, no database), usrloc in memory, nathelper so TCP/TLS clients are
-/// reached over their own connection. Started in the foreground, stopped by its PID.
-final class Kamailio {
+/// reached over their own connection. Its routing is the edge proxy's (`.edgeProxy`) or the
+/// centrale's (`.centrale`, see `CentraleProxy`); both come from one `KamailioConfiguration`.
+/// Started in the foreground through `PeerProcess`, stopped by its PID with bounded waits.
+final class Kamailio: @unchecked Sendable {
     static let realm = "beeldzorg.test"
     static let binary = "/usr/sbin/kamailio"
 
@@ -86,23 +88,29 @@ final class Kamailio {
     let tcpPort: Int
     let tlsPort: Int
     let password: String
-    let algorithm: String
     /// The address it listens on: 127.0.0.1, or the host end of a test's veth pair.
     let host: String
-    /// Whether it answers STUN on its UDP port (the `stun` module), for RFC 5626 UDP keepalives.
-    let stun: Bool
-    private(set) var process: Process?
-    private let logURL: URL
+    private let peer: PeerProcess
 
     var udpURI: String { "sip:\(host):\(udpPort)" }
     var tcpURI: String { "sip:\(host):\(tcpPort);transport=tcp" }
     var tlsURI: String { "sip:\(host):\(tlsPort);transport=tls" }
+    var pid: Int32? { peer.pid }
 
-    init(certificates: TestCertificates, password: String, algorithm: String = "MD5", host: String = "127.0.0.1",
-         stun: Bool = true) async throws {
+    /// `algorithm`: the digest algorithm of its challenges. `stun`: whether it answers STUN on
+    /// its UDP port (the `stun` module), for RFC 5626 UDP keepalives.
+    convenience init(certificates: TestCertificates, password: String, algorithm: String = "MD5",
+                     host: String = "127.0.0.1", stun: Bool = true) async throws {
+        try await self.init(certificates: certificates, password: password, host: host, name: "kamailio",
+                            role: .edgeProxy(algorithm: algorithm, stun: stun))
+    }
+
+    /// Writes its configuration and starts it (`waitUntilReady` waits for it to listen).
+    init(certificates: TestCertificates, password: String, host: String, name: String,
+         role: KamailioConfiguration.Role) async throws {
         try #require(FileManager.default.isExecutableFile(atPath: Self.binary),
                      "kamailio is not installed: apt-get install kamailio kamailio-tls-modules")
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent("kamailio-\(UUID().uuidString)")
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("\(name)-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         udpPort = try await freePort(udp: true)
         tcpPort = try await freePort()
@@ -110,10 +118,7 @@ final class Kamailio {
         while tls == tcpPort { tls = try await freePort() }
         tlsPort = tls
         self.password = password
-        self.algorithm = algorithm
         self.host = host
-        self.stun = stun
-        logURL = directory.appendingPathComponent("kamailio.log")
         let d = directory.path
         try """
         [server:default]
@@ -127,12 +132,150 @@ final class Kamailio {
         verify_certificate = no
         require_certificate = no
         """.write(toFile: "\(d)/tls.cfg", atomically: true, encoding: .utf8)
-        try config(directory: d).write(toFile: "\(d)/kamailio.cfg", atomically: true, encoding: .utf8)
+        if case .centrale(let posts, _) = role {
+            try posts.map { "1 \($0.uri) 0 \($0.priority)\n" }.joined()
+                .write(toFile: "\(d)/dispatcher.list", atomically: true, encoding: .utf8)
+        }
+        let configuration = KamailioConfiguration(host: host, udpPort: udpPort, tcpPort: tcpPort, tlsPort: tlsPort,
+                                                  directory: d, realm: Self.realm, password: password, role: role)
+        try configuration.text.write(toFile: "\(d)/kamailio.cfg", atomically: true, encoding: .utf8)
+        peer = PeerProcess(name: name, executable: Self.binary,
+                           arguments: ["-DD", "-E", "-f", "\(d)/kamailio.cfg", "-Y", d, "-P", "\(d)/kamailio.pid",
+                                       "-m", "64", "-M", "8", "-w", d],
+                           logURL: directory.appendingPathComponent("kamailio.log"), terminationGrace: .seconds(3))
         try start()
     }
 
-    private func config(directory d: String) -> String {
-        """
+    /// Starts (or restarts) the process; its log continues the same file.
+    func start() throws { try peer.start() }
+
+    func waitUntilReady() async throws {
+        let deadline = ContinuousClock.now + .seconds(10)
+        while ContinuousClock.now < deadline {
+            guard peer.isRunning else { throw CommandFailed(command: "kamailio", output: log) }
+            if await accepts(tcpPort), await accepts(tlsPort) { return }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        throw TimedOut(what: "kamailio to listen")
+    }
+
+    private func accepts(_ port: Int) async -> Bool {
+        guard let channel = try? await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connectTimeout(.milliseconds(200)).connect(host: host, port: port).get()
+        else { return false }
+        try? await channel.close()
+        return true
+    }
+
+    /// Stops the process and its children by PID; every wait is bounded (`PeerProcess.stop`),
+    /// so a test that failed half-way cannot hang here with a Kamailio left behind.
+    func stop() { peer.stop() }
+
+    var log: String { peer.log }
+
+    deinit {
+        stop()
+        if ProcessInfo.processInfo.environment["BEELDZORG_KEEP_PEER_DIRS"] == nil {
+            try? FileManager.default.removeItem(at: directory)
+        }
+    }
+}
+
+/// The text of a test Kamailio's `kamailio.cfg`. The registrar part (digest REGISTER, usrloc,
+/// nathelper, in-dialog and CANCEL handling) is common; `role` adds what differs:
+/// - `.edgeProxy`: INVITEs are authenticated too (`INVITE accepted contact … body …` is
+///   logged) and go to the location table; optionally STUN on the UDP port.
+/// - `.centrale`: no INVITE authentication; `sip:centrale@realm` goes to dispatcher set 1 with
+///   failover (`failure_route[NEXT_POST]`), `sip:ringall@realm` is forked to every post,
+///   requests for 127.0.0.1 go where their request-URI says; the rest is looked up.
+struct KamailioConfiguration {
+    enum Role {
+        case edgeProxy(algorithm: String, stun: Bool)
+        /// `posts`: (URI, priority), higher first; `failoverMilliseconds`: how long a post may
+        /// stay silent before the next one is tried.
+        case centrale(posts: [(uri: String, priority: Int)], failoverMilliseconds: Int)
+    }
+
+    var host: String
+    var udpPort: Int
+    var tcpPort: Int
+    var tlsPort: Int
+    /// Holds tls.cfg, dispatcher.list and the ctl socket.
+    var directory: String
+    var realm: String
+    var password: String
+    var role: Role
+
+    var text: String {
+        let d = directory
+        var modules = ""
+        var parameters = ""
+        var invite = ""
+        var routing = ""
+        var routes = ""
+        switch role {
+        case .edgeProxy(let algorithm, let stun):
+            modules = stun ? "loadmodule \"stun.so\"" : ""
+            parameters = "modparam(\"auth\", \"algorithm\", \"\(algorithm)\")"
+            invite = """
+                if (is_method("INVITE")) {
+                    if (!pv_proxy_authenticate("\(realm)", "\(password)", "0")) {
+                        proxy_challenge("\(realm)", "1");
+                        exit;
+                    }
+                    consume_credentials();
+                    xlog("L_NOTICE", "INVITE accepted contact $ct body $rb\\n");
+                }
+            """
+        case .centrale(let posts, let failoverMilliseconds):
+            let centrale = { (uri: String) in uri.replacingOccurrences(of: "sip:", with: "sip:centrale@") }
+            let forks = posts.dropFirst().map { "append_branch(\"\(centrale($0.uri))\");" }.joined(separator: " ")
+            let first = posts.first.map { centrale($0.uri) } ?? "sip:nobody@127.0.0.1"
+            modules = "loadmodule \"dispatcher.so\""
+            parameters = """
+            modparam("dispatcher", "list_file", "\(d)/dispatcher.list")
+            modparam("dispatcher", "flags", 2)
+            """
+            routing = """
+                if (is_method("INVITE") && $rd == "\(realm)" && $rU == "centrale") {
+                    t_set_fr(30000, \(failoverMilliseconds));
+                    if (!ds_select_dst("1", "8")) { sl_send_reply("503", "No post"); exit; }
+                    xlog("L_NOTICE", "centrale call to post $du\\n");
+                    t_on_failure("NEXT_POST");
+                    t_relay();
+                    exit;
+                }
+                if (is_method("INVITE") && $rd == "\(realm)" && $rU == "ringall") {
+                    $ru = "\(first)";
+                    \(forks)
+                    xlog("L_NOTICE", "ring-all fork\\n");
+                    t_relay();
+                    exit;
+                }
+                if ($rd == "127.0.0.1") { t_relay(); exit; }
+            """
+            routes = """
+            # A 2xx from the tablet (e.g. to a post's re-INVITE) refreshes its Contact: mark it
+            # with the alias of its TLS connection too, so the next request reuses the flow.
+            onreply_route {
+                if ((proto == TCP || proto == TLS) && status =~ "^2") { add_contact_alias(); }
+            }
+
+            failure_route[NEXT_POST] {
+                if (t_is_canceled()) { exit; }
+                if (t_check_status("408|5[0-9][0-9]") || t_branch_timeout()) {
+                    if (ds_next_dst()) {
+                        xlog("L_NOTICE", "post failed; next post $du\\n");
+                        t_set_fr(30000, \(failoverMilliseconds));
+                        t_on_failure("NEXT_POST");
+                        t_relay();
+                        exit;
+                    }
+                }
+            }
+            """
+        }
+        return """
         #!KAMAILIO
         debug=2
         log_stderror=yes
@@ -163,7 +306,7 @@ final class Kamailio {
         loadmodule "nathelper.so"
         loadmodule "ctl.so"
         loadmodule "tls.so"
-        \(stun ? "loadmodule \"stun.so\"" : "")
+        \(modules)
 
         modparam("ctl", "binrpc", "unix:\(d)/kamailio_ctl")
         modparam("tls", "config", "\(d)/tls.cfg")
@@ -171,15 +314,15 @@ final class Kamailio {
         modparam("registrar", "max_expires", 3600)
         modparam("registrar", "received_avp", "$avp(RECEIVED)")
         modparam("nathelper", "received_avp", "$avp(RECEIVED)")
-        modparam("auth", "algorithm", "\(algorithm)")
         modparam("rr", "enable_double_rr", 1)
+        \(parameters)
 
         request_route {
-            xlog("L_NOTICE", "request $rm from $si:$sp over $proto\\n");
+            xlog("L_NOTICE", "request $rm $ru from $si:$sp over $proto\\n");
             if (!mf_process_maxfwd_header("10")) { sl_send_reply("483", "Too Many Hops"); exit; }
             if (is_method("REGISTER")) {
-                if (!pv_www_authenticate("\(Self.realm)", "\(password)", "0")) {
-                    www_challenge("\(Self.realm)", "1");
+                if (!pv_www_authenticate("\(realm)", "\(password)", "0")) {
+                    www_challenge("\(realm)", "1");
                     exit;
                 }
                 xlog("L_NOTICE", "REGISTER accepted for $au contact $ct\\n");
@@ -204,101 +347,19 @@ final class Kamailio {
                 if (t_check_trans()) { t_relay(); }
                 exit;
             }
-            if (is_method("INVITE")) {
-                if (!pv_proxy_authenticate("\(Self.realm)", "\(password)", "0")) {
-                    proxy_challenge("\(Self.realm)", "1");
-                    exit;
-                }
-                consume_credentials();
-                xlog("L_NOTICE", "INVITE accepted contact $ct body $rb\\n");
-            }
+        \(invite)
             remove_hf("Route");
             if (proto == TCP || proto == TLS) { add_contact_alias(); }
             record_route();
+        \(routing)
             if (!lookup("location")) {
                 sl_send_reply("404", "Not Found");
                 exit;
             }
             t_relay();
         }
+
+        \(routes)
         """
-    }
-
-    /// Starts (or restarts) the process and waits until its TCP and TLS ports accept.
-    func start() throws {
-        precondition(process?.isRunning != true, "Kamailio already running")
-        if !FileManager.default.fileExists(atPath: logURL.path) {
-            _ = FileManager.default.createFile(atPath: logURL.path, contents: nil)
-        }
-        let log = try FileHandle(forWritingTo: logURL)
-        log.seekToEndOfFile()
-        let process = Process()
-        // The test process runs with signals blocked in its threads and a spawned child
-        // inherits that mask, so Kamailio would ignore SIGTERM: start it through perl with an
-        // empty mask (perl-base is essential on Debian).
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/perl")
-        process.arguments = ["-MPOSIX", "-e", "sigprocmask(SIG_SETMASK, POSIX::SigSet->new); exec @ARGV or die",
-                             Self.binary, "-DD", "-E", "-f", directory.appendingPathComponent("kamailio.cfg").path,
-                             "-Y", directory.path, "-P", directory.appendingPathComponent("kamailio.pid").path,
-                             "-m", "64", "-M", "8", "-w", directory.path]
-        process.standardInput = FileHandle.nullDevice
-        process.standardOutput = log
-        process.standardError = log
-        try process.run()
-        self.process = process
-    }
-
-    func waitUntilReady() async throws {
-        let deadline = ContinuousClock.now + .seconds(10)
-        while ContinuousClock.now < deadline {
-            guard process?.isRunning == true else { throw CommandFailed(command: "kamailio", output: log) }
-            if await accepts(tcpPort), await accepts(tlsPort) { return }
-            try await Task.sleep(for: .milliseconds(20))
-        }
-        throw TimedOut(what: "kamailio to listen")
-    }
-
-    private func accepts(_ port: Int) async -> Bool {
-        guard let channel = try? await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .connectTimeout(.milliseconds(200)).connect(host: host, port: port).get()
-        else { return false }
-        try? await channel.close()
-        return true
-    }
-
-    /// Stops the process by its PID and waits for it.
-    func stop() {
-        guard let process, process.isRunning else { return }
-        let pid = process.processIdentifier
-        let children = childPIDs(of: pid)
-        kill(pid, SIGTERM)
-        for _ in 0..<300 where process.isRunning { usleep(10_000) }
-        if process.isRunning {
-            // Not expected; never leave a Kamailio behind: its children by PID, then itself.
-            for child in children { kill(child, SIGKILL) }
-            kill(pid, SIGKILL)
-        }
-        process.waitUntilExit()
-        for _ in 0..<300 where children.contains(where: { kill($0, 0) == 0 }) { usleep(10_000) }
-    }
-
-    /// PIDs whose parent is `pid`, from /proc.
-    private func childPIDs(of pid: Int32) -> [Int32] {
-        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
-        return entries.compactMap { entry -> Int32? in
-            guard let child = Int32(entry),
-                  let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
-                  let close = stat.lastIndex(of: ")")
-            else { return nil }
-            let fields = stat[stat.index(after: close)...].split(separator: " ")
-            return fields.count > 1 && Int32(fields[1]) == pid ? child : nil
-        }
-    }
-
-    var log: String { (try? String(contentsOf: logURL, encoding: .utf8)) ?? "" }
-
-    deinit {
-        stop()
-        try? FileManager.default.removeItem(at: directory)
     }
 }
