@@ -32,84 +32,27 @@ import Testing
             let d = directory.path
             socketPath = "\(d)/control.sock"
             databasePath = "\(d)/beeldzorg.sqlite"
-            try "\(BaresipContactTests.password)\n".write(toFile: "\(d)/sip-password", atomically: true, encoding: .utf8)
-            chmod("\(d)/sip-password", 0o600)
-            mkfifo("\(d)/button", 0o600)
             let demoPost = try await freePort(udp: true)
-            let postLines = (posts ?? ["sip:post1@127.0.0.1:\(demoPost)"]).enumerated().map { n, uri in
-                "    - id: post-\(n + 1)\n      uri: \(uri)"
-            }.joined(separator: "\n")
-            let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-                .deletingLastPathComponent()
             // The edge proxy by name: the certificate is for localhost (an IP address cannot be
             // sent as SNI). demo_centrale seeds the family contact sip:marieke@127.0.0.1 (and runs a demo
             // post nobody calls here).
-            try """
-            account:
-              user: tablet
-              domain: \(CentraleProxy.realm)
-              password_file: \(d)/sip-password
-              listen_host: 127.0.0.1
-            transport: tls
-            edge_proxies:
-              - sip:localhost:\(proxy.tlsPort)
-            ca_file: \(certificates.caFile)
-            srtp: required
-            centrale:
-              policy: \(policy)
-              deadline_seconds: 20
-              posts:
-            \(postLines)
-            button:
-              device: fifo:\(d)/button
-            camera:
-              device: test-pattern
-            audio:
-              capture: tone:440
-              playback: "null"
-            database: \(databasePath)
-            control_socket: \(socketPath)
-            prompts: \(root.appendingPathComponent("prompts").path)
-            demo_centrale: \(posts == nil)
-            """.write(toFile: "\(d)/beeldzorgd.yaml", atomically: true, encoding: .utf8)
+            let configuration = try writeDaemonFiles(
+                in: d, password: BaresipContactTests.password, domain: CentraleProxy.realm, listenHost: "127.0.0.1",
+                transport: "tls", edgeProxy: "sip:localhost:\(proxy.tlsPort)", caFile: certificates.caFile,
+                posts: posts ?? ["sip:post1@127.0.0.1:\(demoPost)"], policy: policy, deadlineSeconds: 20,
+                demoCentrale: posts == nil)
             peer = PeerProcess(name: "beeldzorgd", executable: Self.binaries.appendingPathComponent("beeldzorgd").path,
-                               arguments: ["--config", "\(d)/beeldzorgd.yaml", "--console", "--log-level", "debug"],
+                               arguments: ["--config", configuration, "--console", "--log-level", "debug"],
                                logURL: directory.appendingPathComponent("daemon.log"), emptySignalMask: false)
             try peer.start()
         }
 
         var log: String { peer.log }
 
-        /// `beeldzorgctl ARGS --json` output (status through the socket, calls from the database).
-        /// posix_spawn and waitpid rather than Foundation's Process: its exit is noticed on a
-        /// Dispatch queue, which a loaded 2-core machine running blocked test threads can starve
-        /// (seen here: a finished beeldzorgctl left as a zombie and the test hanging).
+        /// `beeldzorgctl ARGS --json` output (status through the socket, calls from the database),
+        /// through `spawnAndRead` (posix_spawn: Foundation's Process exit can be noticed late).
         func ctl(_ arguments: [String]) throws -> String {
-            let path = Self.binaries.appendingPathComponent("beeldzorgctl").path
-            var fds: [Int32] = [0, 0]
-            guard pipe(&fds) == 0 else { throw CommandFailed(command: "pipe", output: "") }
-            var actions: posix_spawn_file_actions_t = posix_spawn_file_actions_t()
-            posix_spawn_file_actions_init(&actions)
-            defer { posix_spawn_file_actions_destroy(&actions) }
-            posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
-            posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
-            posix_spawn_file_actions_addclose(&actions, fds[0])
-            let argv = ([path] + arguments + ["--json"]).map { strdup($0) } + [nil]
-            defer { argv.forEach { free($0) } }
-            var pid: pid_t = 0
-            let spawned = posix_spawn(&pid, path, &actions, nil, argv, environ)
-            close(fds[1])
-            defer { close(fds[0]) }
-            guard spawned == 0 else { throw CommandFailed(command: path, output: String(cString: strerror(spawned))) }
-            var output: [UInt8] = []
-            var buffer = [UInt8](repeating: 0, count: 4096)
-            while true {
-                let count = read(fds[0], &buffer, buffer.count)
-                if count > 0 { output += buffer[0..<count] } else if count == 0 || errno != EINTR { break }
-            }
-            var status: Int32 = 0
-            while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-            return String(decoding: output, as: UTF8.self)
+            try spawnAndRead([Self.binaries.appendingPathComponent("beeldzorgctl").path] + arguments + ["--json"])
         }
 
         var phase: String? {
@@ -138,13 +81,12 @@ import Testing
         var calls: String { (try? ctl(["calls", "--database", databasePath])) ?? "" }
 
         func waitFor(_ what: String, timeout: Duration = .seconds(20), _ condition: () -> Bool) async throws {
-            let deadline = ContinuousClock.now + timeout
-            while ContinuousClock.now < deadline {
-                if condition() { return }
+            let met = try await poll(every: .milliseconds(100), timeout: timeout) {
+                if condition() { return true }
                 guard peer.isRunning else { throw CommandFailed(command: "beeldzorgd exited waiting for \(what)", output: log) }
-                try await Task.sleep(for: .milliseconds(100))
+                return false
             }
-            throw CommandFailed(command: "waiting for \(what)", output: String(log.suffix(6000)))
+            guard met else { throw CommandFailed(command: "waiting for \(what)", output: String(log.suffix(6000))) }
         }
 
         func stop() { peer.stop() }

@@ -25,50 +25,45 @@ struct NetworkChangeTests {
     /// (its REGISTER ran out of Timer F), brings the link up and returns how long it then took
     /// to be registered again, or nil if it did not happen within `within`.
     func linkDownUp(watchNetwork: Bool, transport: String = "udp", within: Duration) async throws -> Duration? {
-        let namespace = try NetworkNamespace()
-        defer { namespace.remove() }
-        let certificates = try TestCertificates()
-        let kamailio = try await Kamailio(certificates: certificates, password: Self.password,
-                                          host: namespace.hostAddress)
-        defer { kamailio.stop() }
-        try await kamailio.waitUntilReady()
-        let passwordFile = certificates.directory.appendingPathComponent("password").path
-        try "\(Self.password)\n".write(toFile: passwordFile, atomically: true, encoding: .utf8)
-        // Backoff 30 s: after a failure the retry timer waits at least 15 s. T1 100 ms: a
-        // REGISTER gives up after 6.4 s (Timer F), so no retransmission is left to mask the
-        // watcher once the link is back.
-        let proxy = transport == "tcp" ? kamailio.tcpURI : kamailio.udpURI
-        var arguments = ["register", "--proxy", proxy, "--transport", transport, "--user", "tablet",
-                         "--domain", Kamailio.realm,
-                         "--password-file", passwordFile, "--local-host", namespace.tabletAddress,
-                         "--backoff-ms", "30000", "--keepalive-ms", "1000", "--t1-ms", "100", "--expires", "600"]
-        if watchNetwork { arguments.append("--watch-network") }
-        let (_, lines) = try namespace.launch(Self.benchmark, arguments)
-        _ = try await lines.next("ready", timeout: .seconds(10))
-        _ = try await lines.next("registered", timeout: .seconds(10))
+        return try await NetworkNamespace.withKamailio(password: Self.password) { namespace, certificates, kamailio in
+            let passwordFile = certificates.directory.appendingPathComponent("password").path
+            try "\(Self.password)\n".write(toFile: passwordFile, atomically: true, encoding: .utf8)
+            // Backoff 30 s: after a failure the retry timer waits at least 15 s. T1 100 ms: a
+            // REGISTER gives up after 6.4 s (Timer F), so no retransmission is left to mask the
+            // watcher once the link is back.
+            let proxy = transport == "tcp" ? kamailio.tcpURI : kamailio.udpURI
+            var arguments = ["register", "--proxy", proxy, "--transport", transport, "--user", "tablet",
+                             "--domain", Kamailio.realm,
+                             "--password-file", passwordFile, "--local-host", namespace.tabletAddress,
+                             "--backoff-ms", "30000", "--keepalive-ms", "1000", "--t1-ms", "100", "--expires", "600"]
+            if watchNetwork { arguments.append("--watch-network") }
+            let (_, lines) = try namespace.launch(Self.benchmark, arguments)
+            _ = try await lines.next("ready", timeout: .seconds(10))
+            _ = try await lines.next("registered", timeout: .seconds(10))
 
-        try namespace.setTabletLink(up: false)
-        // UDP: the keepalive notices the dead flow; the REGISTER that follows runs out of time.
-        // TCP: the flow is re-dialled (watcher) or its CRLF pong is missed, and the dial fails.
-        let noticed = try await lines.next("failed", timeout: .seconds(10)).line
-        print("link down noticed: \(noticed)")
-        if transport == "udp" {
-            _ = try await lines.next("failed \(proxy) no response", timeout: .seconds(20))
-        } else {
-            try await Task.sleep(for: .seconds(2))  // every attempt now waits for the 15–30 s backoff
-        }
-        lines.consumeAll()
+            try namespace.setTabletLink(up: false)
+            // UDP: the keepalive notices the dead flow; the REGISTER that follows runs out of time.
+            // TCP: the flow is re-dialled (watcher) or its CRLF pong is missed, and the dial fails.
+            let noticed = try await lines.next("failed", timeout: .seconds(10)).line
+            print("link down noticed: \(noticed)")
+            if transport == "udp" {
+                _ = try await lines.next("failed \(proxy) no response", timeout: .seconds(20))
+            } else {
+                try await Task.sleep(for: .seconds(2))  // every attempt now waits for the 15–30 s backoff
+            }
+            lines.consumeAll()
 
-        let up = ContinuousClock.now
-        try namespace.setTabletLink(up: true)
-        guard let registered = try? await lines.next("registered", timeout: within) else {
-            print("not registered within \(within) of link up (watcher \(watchNetwork ? "on" : "off"))")
-            return nil
+            let up = ContinuousClock.now
+            try namespace.setTabletLink(up: true)
+            guard let registered = try? await lines.next("registered", timeout: within) else {
+                print("not registered within \(within) of link up (watcher \(watchNetwork ? "on" : "off"))")
+                return nil
+            }
+            let elapsed = registered.at - up
+            print("link up → registered again over \(transport): \(wholeMilliseconds(elapsed)) ms (watcher \(watchNetwork ? "on" : "off"))")
+            #expect(kamailio.log.components(separatedBy: "REGISTER accepted for tablet").count - 1 >= 2)
+            return elapsed
         }
-        let elapsed = registered.at - up
-        print("link up → registered again over \(transport): \(wholeMilliseconds(elapsed)) ms (watcher \(watchNetwork ? "on" : "off"))")
-        #expect(kamailio.log.components(separatedBy: "REGISTER accepted for tablet").count - 1 >= 2)
-        return elapsed
     }
 
     @Test(arguments: ["udp", "tcp"])
@@ -102,101 +97,36 @@ struct DaemonNetworkChangeTests {
     }
 
     @Test func daemonRegistersAgainWhenTheLinkComesBack() async throws {
-        let namespace = try NetworkNamespace()
-        defer { namespace.remove() }
-        let certificates = try TestCertificates()
-        let kamailio = try await Kamailio(certificates: certificates, password: NetworkChangeTests.password,
-                                          host: namespace.hostAddress)
-        defer { kamailio.stop() }
-        try await kamailio.waitUntilReady()
-        let d = certificates.directory.path
-        try "\(NetworkChangeTests.password)\n".write(toFile: "\(d)/sip-password", atomically: true, encoding: .utf8)
-        chmod("\(d)/sip-password", 0o600)
-        mkfifo("\(d)/button", 0o600)
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent()
-        try """
-        account:
-          user: tablet
-          domain: \(Kamailio.realm)
-          password_file: \(d)/sip-password
-          listen_host: \(namespace.tabletAddress)
-        transport: udp
-        edge_proxies:
-          - \(kamailio.udpURI)
-        srtp: required
-        centrale:
-          posts:
-            - id: post-1
-              uri: sip:post1@\(Kamailio.realm)
-        button:
-          device: fifo:\(d)/button
-        camera:
-          device: test-pattern
-        audio:
-          capture: tone:440
-          playback: "null"
-        database: \(d)/beeldzorg.sqlite
-        control_socket: \(d)/control.sock
-        prompts: \(root.appendingPathComponent("prompts").path)
-        """.write(toFile: "\(d)/beeldzorgd.yaml", atomically: true, encoding: .utf8)
-        let (_, lines) = try namespace.launch(Self.daemon, ["--config", "\(d)/beeldzorgd.yaml", "--console",
-                                                            "--log-level", "debug"])
-        func accepted() -> Int { kamailio.log.components(separatedBy: "REGISTER accepted for tablet").count - 1 }
-        func waitFor(_ what: String, timeout: Duration, _ condition: () -> Bool) async throws {
-            let deadline = ContinuousClock.now + timeout
-            while ContinuousClock.now < deadline {
-                if condition() { return }
-                try await Task.sleep(for: .milliseconds(20))
+        try await NetworkNamespace.withKamailio(password: NetworkChangeTests.password) { namespace, certificates, kamailio in
+            let d = certificates.directory.path
+            let configuration = try writeDaemonFiles(
+                in: d, password: NetworkChangeTests.password, domain: Kamailio.realm, listenHost: namespace.tabletAddress,
+                transport: "udp", edgeProxy: kamailio.udpURI, posts: ["sip:post1@\(Kamailio.realm)"])
+            let (_, lines) = try namespace.launch(Self.daemon, ["--config", configuration, "--console", "--log-level", "debug"])
+            func accepted() -> Int { kamailio.log.components(separatedBy: "REGISTER accepted for tablet").count - 1 }
+            func waitFor(_ what: String, timeout: Duration, _ condition: () -> Bool) async throws {
+                guard try await poll(timeout: timeout, condition) else {
+                    throw TimedOut(what: "\(what); daemon output:\n\(String(lines.text.suffix(4000)))")
+                }
             }
-            throw TimedOut(what: "\(what); daemon output:\n\(String(lines.text.suffix(4000)))")
+            try await waitFor("the daemon registered", timeout: .seconds(20)) { accepted() >= 1 }
+            // The flow and its keepalive state reach `beeldzorgctl status`.
+            let ctl = URL(fileURLWithPath: Self.daemon).deletingLastPathComponent().appendingPathComponent("beeldzorgctl").path
+            var status = ""
+            try await waitFor("registration in beeldzorgctl status", timeout: .seconds(10)) {
+                status = (try? spawnAndRead([ctl, "status", "--socket", "\(d)/control.sock", "--json"])) ?? ""
+                return status.contains("flow keepalive STUN")
+            }
+            #expect(status.contains(kamailio.udpURI))
+            try await Task.sleep(for: .seconds(1))  // the initial burst of netlink messages settles
+            try namespace.setTabletLink(up: false)
+            try await Task.sleep(for: .seconds(3))
+            let before = accepted()
+            let up = ContinuousClock.now
+            try namespace.setTabletLink(up: true)
+            try await waitFor("a REGISTER after link up", timeout: .seconds(10)) { accepted() > before }
+            print("beeldzorgd: link up → REGISTER accepted by Kamailio: \(wholeMilliseconds(ContinuousClock.now - up)) ms")
+            #expect(lines.text.contains("network changed"))
         }
-        try await waitFor("the daemon registered", timeout: .seconds(20)) { accepted() >= 1 }
-        // The flow and its keepalive state reach `beeldzorgctl status`.
-        let ctl = URL(fileURLWithPath: Self.daemon).deletingLastPathComponent().appendingPathComponent("beeldzorgctl").path
-        var status = ""
-        try await waitFor("registration in beeldzorgctl status", timeout: .seconds(10)) {
-            status = spawnAndRead([ctl, "status", "--socket", "\(d)/control.sock", "--json"])
-            return status.contains("flow keepalive STUN")
-        }
-        #expect(status.contains(kamailio.udpURI))
-        try await Task.sleep(for: .seconds(1))  // the initial burst of netlink messages settles
-        try namespace.setTabletLink(up: false)
-        try await Task.sleep(for: .seconds(3))
-        let before = accepted()
-        let up = ContinuousClock.now
-        try namespace.setTabletLink(up: true)
-        try await waitFor("a REGISTER after link up", timeout: .seconds(10)) { accepted() > before }
-        print("beeldzorgd: link up → REGISTER accepted by Kamailio: \(wholeMilliseconds(ContinuousClock.now - up)) ms")
-        #expect(lines.text.contains("network changed"))
     }
-}
-
-/// Runs a short command with posix_spawn and returns its stdout (Foundation's Process exit
-/// notification was seen starved on this loaded machine; see BaresipContactTests).
-func spawnAndRead(_ arguments: [String]) -> String {
-    var fds: [Int32] = [0, 0]
-    guard pipe(&fds) == 0 else { return "" }
-    var actions = posix_spawn_file_actions_t()
-    posix_spawn_file_actions_init(&actions)
-    defer { posix_spawn_file_actions_destroy(&actions) }
-    posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
-    posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
-    posix_spawn_file_actions_addclose(&actions, fds[0])
-    let argv = arguments.map { strdup($0) } + [nil]
-    defer { argv.forEach { free($0) } }
-    var pid: pid_t = 0
-    let spawned = posix_spawn(&pid, arguments[0], &actions, nil, argv, environ)
-    close(fds[1])
-    defer { close(fds[0]) }
-    guard spawned == 0 else { return "" }
-    var output: [UInt8] = []
-    var buffer = [UInt8](repeating: 0, count: 4096)
-    while true {
-        let count = read(fds[0], &buffer, buffer.count)
-        if count > 0 { output += buffer[0..<count] } else if count == 0 || errno != EINTR { break }
-    }
-    var status: Int32 = 0
-    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-    return String(decoding: output, as: UTF8.self)
 }

@@ -131,3 +131,20 @@ final class LineRecorder: Sendable {
     /// Skips everything received so far.
     func consumeAll() { state.withLock { $0.consumed = $0.lines.count } }
 }
+
+extension NetworkNamespace {
+    /// A namespace of its own with Kamailio (password `password`) listening on the host end of
+    /// its veth pair, for `body`; afterwards, also when `body` throws, Kamailio is stopped and
+    /// the namespace removed.
+    static func withKamailio<T>(
+        password: String, _ body: (NetworkNamespace, TestCertificates, Kamailio) async throws -> T
+    ) async throws -> T {
+        let namespace = try NetworkNamespace()
+        defer { namespace.remove() }
+        let certificates = try TestCertificates()
+        let kamailio = try await Kamailio(certificates: certificates, password: password, host: namespace.hostAddress)
+        defer { kamailio.stop() }
+        try await kamailio.waitUntilReady()
+        return try await body(namespace, certificates, kamailio)
+    }
+}

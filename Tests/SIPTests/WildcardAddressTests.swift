@@ -14,80 +14,46 @@ import Testing
 struct WildcardAddressTests {
     @Test(arguments: ["udp", "tcp"])
     func wildcardListenHostAdvertisesTheInterfaceAddress(transport: String) async throws {
-        let namespace = try NetworkNamespace()
-        defer { namespace.remove() }
-        let certificates = try TestCertificates()
-        let kamailio = try await Kamailio(certificates: certificates, password: NetworkChangeTests.password,
-                                          host: namespace.hostAddress)
-        defer { kamailio.stop() }
-        try await kamailio.waitUntilReady()
-        let d = certificates.directory.path
-        try "\(NetworkChangeTests.password)\n".write(toFile: "\(d)/sip-password", atomically: true, encoding: .utf8)
-        chmod("\(d)/sip-password", 0o600)
-        mkfifo("\(d)/button", 0o600)
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent()
-        try """
-        account:
-          user: tablet
-          domain: \(Kamailio.realm)
-          password_file: \(d)/sip-password
-          listen_host: 0.0.0.0
-        transport: \(transport)
-        edge_proxies:
-          - \(transport == "tcp" ? kamailio.tcpURI : kamailio.udpURI)
-        srtp: required
-        centrale:
-          posts:
-            - id: post-1
-              uri: sip:post1@\(Kamailio.realm)
-        button:
-          device: fifo:\(d)/button
-        camera:
-          device: test-pattern
-        audio:
-          capture: tone:440
-          playback: "null"
-        database: \(d)/beeldzorg.sqlite
-        control_socket: \(d)/control.sock
-        prompts: \(root.appendingPathComponent("prompts").path)
-        """.write(toFile: "\(d)/beeldzorgd.yaml", atomically: true, encoding: .utf8)
-        let (_, lines) = try namespace.launch(DaemonNetworkChangeTests.daemon,
-                                              ["--config", "\(d)/beeldzorgd.yaml", "--console", "--log-level", "debug"])
-        func waitFor(_ what: String, timeout: Duration, _ condition: () -> Bool) async throws {
-            let deadline = ContinuousClock.now + timeout
-            while ContinuousClock.now < deadline {
-                if condition() { return }
-                try await Task.sleep(for: .milliseconds(20))
+        try await NetworkNamespace.withKamailio(password: NetworkChangeTests.password) { namespace, certificates, kamailio in
+            let d = certificates.directory.path
+            let configuration = try writeDaemonFiles(
+                in: d, password: NetworkChangeTests.password, domain: Kamailio.realm, listenHost: "0.0.0.0",
+                transport: transport, edgeProxy: transport == "tcp" ? kamailio.tcpURI : kamailio.udpURI,
+                posts: ["sip:post1@\(Kamailio.realm)"])
+            let (_, lines) = try namespace.launch(DaemonNetworkChangeTests.daemon,
+                                                  ["--config", configuration, "--console", "--log-level", "debug"])
+            func waitFor(_ what: String, timeout: Duration, _ condition: () -> Bool) async throws {
+                guard try await poll(timeout: timeout, condition) else {
+                    throw TimedOut(what: "\(what); daemon output:\n\(String(lines.text.suffix(4000)))\nKamailio:\n\(kamailio.log.suffix(4000))")
+                }
             }
-            throw TimedOut(what: "\(what); daemon output:\n\(String(lines.text.suffix(4000)))\nKamailio:\n\(kamailio.log.suffix(4000))")
-        }
-        try await waitFor("the daemon registered", timeout: .seconds(20)) {
-            kamailio.log.contains("REGISTER accepted for tablet")
-        }
-        let registered = kamailio.log.components(separatedBy: "\n").first { $0.contains("REGISTER accepted for tablet") } ?? ""
-        #expect(registered.contains("contact <sip:tablet@\(namespace.tabletAddress)"), "\(registered)")
-        #expect(!registered.contains("0.0.0.0") && !registered.contains("127.0.0.1"), "\(registered)")
+            try await waitFor("the daemon registered", timeout: .seconds(20)) {
+                kamailio.log.contains("REGISTER accepted for tablet")
+            }
+            let registered = kamailio.log.components(separatedBy: "\n").first { $0.contains("REGISTER accepted for tablet") } ?? ""
+            #expect(registered.contains("contact <sip:tablet@\(namespace.tabletAddress)"), "\(registered)")
+            #expect(!registered.contains("0.0.0.0") && !registered.contains("127.0.0.1"), "\(registered)")
 
-        // A button press calls post-1 through the edge proxy; Kamailio logs the INVITE it
-        // authenticated (Contact and body). The post is not registered, so the call ends there.
-        try await waitFor("the button FIFO open", timeout: .seconds(10)) {
-            let fd = open("\(d)/button", O_WRONLY | O_NONBLOCK)
-            guard fd >= 0 else { return false }
-            defer { close(fd) }
-            let bytes = Array("press\n".utf8)
-            return write(fd, bytes, bytes.count) == bytes.count
+            // A button press calls post-1 through the edge proxy; Kamailio logs the INVITE it
+            // authenticated (Contact and body). The post is not registered, so the call ends there.
+            try await waitFor("the button FIFO open", timeout: .seconds(10)) {
+                let fd = open("\(d)/button", O_WRONLY | O_NONBLOCK)
+                guard fd >= 0 else { return false }
+                defer { close(fd) }
+                let bytes = Array("press\n".utf8)
+                return write(fd, bytes, bytes.count) == bytes.count
+            }
+            try await waitFor("an authenticated INVITE at Kamailio", timeout: .seconds(20)) {
+                kamailio.log.contains("INVITE accepted contact")
+            }
+            let log = kamailio.log
+            let invite = String(log[log.range(of: "INVITE accepted contact")!.lowerBound...])
+            let contactLine = invite.components(separatedBy: "\n")[0]
+            #expect(contactLine.contains("<sip:tablet@\(namespace.tabletAddress)"), "\(contactLine)")
+            #expect(invite.contains("c=IN IP4 \(namespace.tabletAddress)"), "\(invite.prefix(2000))")
+            #expect(!invite.contains("c=IN IP4 127.0.0.1") && !invite.contains("c=IN IP4 0.0.0.0"), "\(invite.prefix(2000))")
+            print("wildcard listen_host over \(transport): \(contactLine)")
         }
-        try await waitFor("an authenticated INVITE at Kamailio", timeout: .seconds(20)) {
-            kamailio.log.contains("INVITE accepted contact")
-        }
-        let log = kamailio.log
-        let invite = String(log[log.range(of: "INVITE accepted contact")!.lowerBound...])
-        let contactLine = invite.components(separatedBy: "\n")[0]
-        #expect(contactLine.contains("<sip:tablet@\(namespace.tabletAddress)"), "\(contactLine)")
-        #expect(invite.contains("c=IN IP4 \(namespace.tabletAddress)"), "\(invite.prefix(2000))")
-        #expect(!invite.contains("c=IN IP4 127.0.0.1") && !invite.contains("c=IN IP4 0.0.0.0"), "\(invite.prefix(2000))")
-        print("wildcard listen_host over \(transport): \(contactLine)")
     }
 }
 
