@@ -204,6 +204,10 @@ grep -q '^tech:' "$rootfs/etc/passwd" || die "no technician account tech"
 : > "$rootfs/etc/machine-id"
 rm -f "$rootfs/var/lib/dbus/machine-id"
 systemctl --root="$rootfs" mask systemd-firstboot.service
+# The panel is the client's screen: no login prompt on it, not on tty1 at boot and not on
+# another VT after a switch (logind starts autovt@ttyN then). The technician logs in on the
+# serial console (serial-getty@ttyS0), which stays.
+systemctl --root="$rootfs" mask getty@tty1.service autovt@.service
 echo beeldzorg > "$rootfs/etc/hostname"
 printf '127.0.1.1\tbeeldzorg\n' >> "$rootfs/etc/hosts"
 ln -sf /usr/share/zoneinfo/Europe/Amsterdam "$rootfs/etc/localtime"
