@@ -92,10 +92,14 @@ struct Difference {
         texts = try loadTexts()
     }
 
+    /// `scene` at the reference panel size, 1280×800.
+    func render(_ scene: Scene) -> ScreenImage {
+        renderer.render(ScreenModel(status: scene.status, context: scene.context, texts: texts), width: 1280, height: 800)
+    }
+
     @Test(arguments: scenes())
     func screenMatchesItsReviewedReference(_ scene: Scene) throws {
-        let model = ScreenModel(status: scene.status, context: scene.context, texts: texts)
-        let image = renderer.render(model, width: 1280, height: 800)
+        let image = render(scene)
         let path = "\(referencesDir)/\(scene.name).png"
         if ProcessInfo.processInfo.environment["BEELDZORG_UPDATE_REFERENCES"] == "1" {
             try FileManager.default.createDirectory(atPath: referencesDir, withIntermediateDirectories: true)
@@ -117,8 +121,7 @@ struct Difference {
     @Test func everyScreenHasLargeHighContrastText() throws {
         // Not blank, and the brightest text is white or yellow on a dark background.
         for scene in scenes() where !scene.name.hasPrefix("in-call") {
-            let model = ScreenModel(status: scene.status, context: scene.context, texts: texts)
-            let image = renderer.render(model, width: 1280, height: 800)
+            let image = render(scene)
             let background = image[0, 0]
             let textPixels = image.pixels.filter { $0 != background }.count
             #expect(textPixels > 5_000, "\(scene.name) looks blank (\(textPixels) pixels differ from the background)")

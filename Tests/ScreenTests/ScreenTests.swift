@@ -213,23 +213,31 @@ import Testing
     }
 }
 
-@Suite(.serialized) struct LiveScreenTests {
-    func waitFor(_ what: String, timeout: Duration = .seconds(10), _ condition: () -> Bool) async throws {
-        let deadline = ContinuousClock.now + timeout
-        while !condition() {
-            guard ContinuousClock.now < deadline else {
-                Issue.record("timed out waiting for \(what)")
-                return
-            }
-            try await Task.sleep(for: .milliseconds(20))
+/// Waits for a rendered frame to meet `condition`; records an issue (and returns) after `timeout`.
+func waitFor(_ what: String, timeout: Duration = .seconds(10), _ condition: () -> Bool) async throws {
+    let deadline = ContinuousClock.now + timeout
+    while !condition() {
+        guard ContinuousClock.now < deadline else {
+            Issue.record("timed out waiting for \(what)")
+            return
         }
+        try await Task.sleep(for: .milliseconds(20))
     }
+}
 
+/// A started `LiveScreen` on `output` with the real font and the prompts' texts.
+func startLiveScreen(output: any ScreenOutput, dimAfter: Duration?,
+                     onError: @escaping @Sendable (ScreenOutputError) -> Void = { _ in }) throws -> LiveScreen {
+    let screen = LiveScreen(output: output, renderer: ScreenRenderer(font: try FontRenderer()), texts: try loadTexts(),
+                            dimAfter: dimAfter, onError: onError)
+    screen.start()
+    return screen
+}
+
+@Suite(.serialized) struct LiveScreenTests {
     @Test func followsTheCallAndShowsRemoteVideoAndSelfView() async throws {
         let output = OffscreenOutput(width: 640, height: 400)
-        let screen = LiveScreen(output: output, renderer: ScreenRenderer(font: try FontRenderer()), texts: try loadTexts(),
-                                dimAfter: .seconds(60))
-        screen.start()
+        let screen = try startLiveScreen(output: output, dimAfter: .seconds(60))
         defer { screen.stop() }
         screen.show(status: CallFlowStatus(phase: .idle))
         try await waitFor("the idle screen") { output.lastImage?.pixels.contains(Colour.text) == true }
@@ -262,9 +270,7 @@ import Testing
 
     @Test func countsDownToAutoAnswer() async throws {
         let output = OffscreenOutput(width: 640, height: 400)
-        let screen = LiveScreen(output: output, renderer: ScreenRenderer(font: try FontRenderer()), texts: try loadTexts(),
-                                dimAfter: nil)
-        screen.start()
+        let screen = try startLiveScreen(output: output, dimAfter: nil)
         defer { screen.stop() }
         screen.show(status: CallFlowStatus(phase: .incomingRinging, peerName: "Els"))
         try await waitFor("the incoming screen") { output.lastImage?.pixels.contains(Colour.text) == true }
@@ -289,22 +295,9 @@ final class BrokenOutput: ScreenOutput {
 }
 
 @Suite(.serialized) struct LiveScreenBehaviourTests {
-    func waitFor(_ what: String, timeout: Duration = .seconds(10), _ condition: () -> Bool) async throws {
-        let deadline = ContinuousClock.now + timeout
-        while !condition() {
-            guard ContinuousClock.now < deadline else {
-                Issue.record("timed out waiting for \(what)")
-                return
-            }
-            try await Task.sleep(for: .milliseconds(20))
-        }
-    }
-
     @Test func dimsWhenIdleAndWakesOnACall() async throws {
         let output = OffscreenOutput(width: 320, height: 200)
-        let screen = LiveScreen(output: output, renderer: ScreenRenderer(font: try FontRenderer()), texts: try loadTexts(),
-                                dimAfter: .seconds(1))
-        screen.start()
+        let screen = try startLiveScreen(output: output, dimAfter: .seconds(1))
         defer { screen.stop() }
         screen.show(status: CallFlowStatus(phase: .idle))
         try await waitFor("the bright idle screen") { output.lastImage?.pixels.contains(Colour.text) == true }
@@ -321,9 +314,7 @@ final class BrokenOutput: ScreenOutput {
     @Test func aFailingDisplayIsReportedOnceAndScreenshotsStillWork() async throws {
         let output = BrokenOutput()
         let reports = Mutex(0)
-        let screen = LiveScreen(output: output, renderer: ScreenRenderer(font: try FontRenderer()), texts: try loadTexts(),
-                                dimAfter: nil, onError: { _ in reports.withLock { $0 += 1 } })
-        screen.start()
+        let screen = try startLiveScreen(output: output, dimAfter: nil, onError: { _ in reports.withLock { $0 += 1 } })
         defer { screen.stop() }
         screen.show(status: CallFlowStatus(phase: .callingCentrale))
         try await waitFor("several failed frames") { output.failures.withLock { $0 } >= 3 }
