@@ -2,18 +2,6 @@ import BeeldzorgConfig
 import Foundation
 import Testing
 
-private let minimal = """
-    account:
-      user: tablet-1
-      domain: example.test
-    transport: udp
-    srtp: off
-    centrale:
-      posts:
-        - id: p1
-          uri: sip:post1@127.0.0.1:5070
-    """
-
 private func packageRoot() -> URL {
     URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 }
@@ -31,7 +19,7 @@ private func packageRoot() -> URL {
     }
 
     @Test func defaultsFillWhatAMinimalFileLeavesOut() throws {
-        let config = try Configuration.parse(minimal)
+        let config = try Configuration.parse(minimalConfiguration)
         #expect(config.centrale.policy == .ringAll)
         #expect(config.centrale.deadlineSeconds == 60)
         #expect(config.button.device == "/dev/beeldzorg/button")
@@ -43,14 +31,14 @@ private func packageRoot() -> URL {
     }
 
     @Test func aMisspeltKeyIsNamedWithItsLine() {
-        let text = minimal + "\n  polcy: hunt\n"
+        let text = minimalConfiguration + "\n  polcy: hunt\n"
         #expect(throws: ConfigError(key: "centrale.polcy", line: 10, message: "unknown key")) {
             try Configuration.parse(text)
         }
     }
 
     @Test func aWrongTypeNamesTheKeyAndLine() {
-        let text = minimal.replacingOccurrences(of: "transport: udp", with: "transport: udp\nbutton:\n  long_press_ms: lang")
+        let text = minimalConfiguration.replacingOccurrences(of: "transport: udp", with: "transport: udp\nbutton:\n  long_press_ms: lang")
         do {
             _ = try Configuration.parse(text)
             Issue.record("a non-number long_press_ms was accepted")
@@ -63,10 +51,10 @@ private func packageRoot() -> URL {
 
     @Test func outOfRangeAndUnknownChoicesAreRefused() {
         #expect(throws: ConfigError.self) {
-            try Configuration.parse(minimal + "\n  deadline_seconds: 3\n")
+            try Configuration.parse(minimalConfiguration + "\n  deadline_seconds: 3\n")
         }
         do {
-            _ = try Configuration.parse(minimal.replacingOccurrences(of: "transport: udp", with: "transport: carrier-pigeon"))
+            _ = try Configuration.parse(minimalConfiguration.replacingOccurrences(of: "transport: udp", with: "transport: carrier-pigeon"))
             Issue.record("an unknown transport was accepted")
         } catch {
             #expect(error.key == "transport")
@@ -75,7 +63,7 @@ private func packageRoot() -> URL {
     }
 
     @Test func tlsNeedsAPinnedCAAndSRTP() {
-        let tls = minimal.replacingOccurrences(of: "transport: udp\nsrtp: off", with: "transport: tls")
+        let tls = minimalConfiguration.replacingOccurrences(of: "transport: udp\nsrtp: off", with: "transport: tls")
         #expect(throws: ConfigError.self) { try Configuration.parse(tls) }
         let tlsNoSRTP = tls + "\nca_file: /etc/ca.pem\nsrtp: off\n"
         do {
@@ -102,9 +90,9 @@ private func packageRoot() -> URL {
     }
 
     @Test func badPostAddressesAndDuplicateIdsAreRefused() {
-        let badURI = minimal.replacingOccurrences(of: "sip:post1@127.0.0.1:5070", with: "post1")
+        let badURI = minimalConfiguration.replacingOccurrences(of: "sip:post1@127.0.0.1:5070", with: "post1")
         #expect(throws: ConfigError.self) { try Configuration.parse(badURI) }
-        let duplicate = minimal + "\n    - id: p1\n      uri: sip:p@h\n"
+        let duplicate = minimalConfiguration + "\n    - id: p1\n      uri: sip:p@h\n"
         do {
             _ = try Configuration.parse(duplicate)
             Issue.record("a duplicate post id was accepted")

@@ -3,19 +3,7 @@ import Testing
 
 /// `audio.echo_cancellation` switches the call's echo canceller (Media/EchoCanceller.swift).
 @Suite struct EchoCancellationConfigurationTests {
-    private static let base = """
-        account:
-          user: tablet-1
-          domain: example.test
-        transport: udp
-        srtp: off
-        centrale:
-          posts:
-            - id: p1
-              uri: sip:post1@127.0.0.1:5070
-        audio:
-          echo_cancellation: VALUE
-        """
+    private static let base = minimalConfiguration + "\naudio:\n  echo_cancellation: VALUE"
 
     @Test(arguments: [("true", true), ("false", false)])
     func theSwitchIsRead(value: String, expected: Bool) throws {

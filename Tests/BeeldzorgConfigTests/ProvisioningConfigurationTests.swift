@@ -2,25 +2,13 @@ import BeeldzorgConfig
 import Foundation
 import Testing
 
-private let base = """
-    account:
-      user: tablet-1
-      domain: example.test
-    transport: udp
-    srtp: off
-    centrale:
-      posts:
-        - id: p1
-          uri: sip:post1@127.0.0.1:5070
-    """
-
 @Suite struct ProvisioningConfigurationTests {
     @Test func absentSectionMeansNoServer() throws {
-        #expect(try Configuration.parse(base).provisioning == nil)
+        #expect(try Configuration.parse(minimalConfiguration).provisioning == nil)
     }
 
     @Test func fullSectionIsRead() throws {
-        let config = try Configuration.parse(base + """
+        let config = try Configuration.parse(minimalConfiguration + """
 
             provisioning:
               url: https://beheer.zorg.example/api/v1/tablets/tablet-0042/config
@@ -38,7 +26,7 @@ private let base = """
     }
 
     @Test func defaultsForTheOptionalKeys() throws {
-        let config = try Configuration.parse(base + """
+        let config = try Configuration.parse(minimalConfiguration + """
 
             provisioning:
               url: https://127.0.0.1:8443/config
@@ -60,7 +48,7 @@ private let base = """
     ])
     func badValuesAreRefusedNamingTheKey(_ lines: String, _ key: String, _ message: String) {
         do {
-            _ = try Configuration.parse(base + "\nprovisioning:\n  " + lines + "\n")
+            _ = try Configuration.parse(minimalConfiguration + "\nprovisioning:\n  " + lines + "\n")
             Issue.record("accepted: \(lines)")
         } catch {
             #expect(error.key == key, "\(error)")
