@@ -32,7 +32,22 @@ final class SIPCallSignalling: CallSignalling, Service, Sendable {
         /// The session bound for an incoming call we answered.
         var answering: [CallLegID: MediaSession] = [:]
         var active: MediaSession?
+        /// The leg whose media runs (or is held); set by `startMedia`.
+        var activeLeg: CallLegID?
+        /// The post holds the call: media stopped until it resumes (a re-INVITE).
+        var held = false
+        /// What a re-INVITE's answer promised, applied when the user agent reports
+        /// `.mediaChanged` (our 200 is out).
+        var mediaChanges: [CallHandle: MediaChange] = [:]
         var nextIncoming: UInt64 = 1
+    }
+
+    /// A change of the running call's media that a re-INVITE brought.
+    private enum MediaChange {
+        /// Stop media: the post put us on hold.
+        case hold
+        /// Stop the running session (if any) and start this one, bound for the new answer.
+        case restart(MediaSession, MediaDescription)
     }
 
     private let configuration: Configuration
@@ -89,8 +104,15 @@ final class SIPCallSignalling: CallSignalling, Service, Sendable {
         let host = account.listenHost == "0.0.0.0" ? account.domain : account.listenHost
         let tabletURI = "sip:\(account.user)@\(host):\(port)"
         logger.info("user agent listening", metadata: ["uri": "\(tabletURI)", "transport": "udp"])
-        return SIPCallSignalling(configuration: configuration, userAgent: userAgent, demoCentrale: demo, devices: devices,
-                                 callLog: callLog, screen: screen, tabletURI: tabletURI, logger: logger)
+        let signalling = SIPCallSignalling(configuration: configuration, userAgent: userAgent, demoCentrale: demo,
+                                           devices: devices, callLog: callLog, screen: screen, tabletURI: tabletURI,
+                                           logger: logger)
+        await userAgent.setReofferHandler { [weak signalling] handle, offer, current in
+            signalling?.reoffer(handle, offer: offer, current: current)
+                ?? MediaNegotiator.reanswer(offer, current: current).map { .answer($0, mediaChanged: false) }
+                ?? .refuse(status: 488)
+        }
+        return signalling
     }
 
     static func userAgentTransport(_ transport: Configuration.Transport) -> UserAgentConfiguration.Transport {
@@ -283,6 +305,98 @@ final class SIPCallSignalling: CallSignalling, Service, Sendable {
             guard let leg = leg(for: handle) else { return }
             forget(leg)
             report(.remoteHungUp(leg))
+        case .mediaChanged(let handle, _):
+            applyMediaChange(handle)
+        }
+    }
+
+    // MARK: Re-INVITEs: a moved call, hold and resume
+
+    /// Decides on a re-INVITE's offer for the running call (called on the user agent's actor):
+    /// - an offer we could not take for a new call either (no SRTP when required, no common
+    ///   codec) → 488, and the call goes on unchanged;
+    /// - hold (audio sendonly/inactive) → every stream inactive, media stopped once our 200 is
+    ///   out (camera and microphone off; MediaSession cannot receive without sending);
+    /// - the same remote address, ports, codecs and key while running (a session refresh, or a
+    ///   direction we keep running for) → our description again, nothing restarts;
+    /// - anything else (a new address, port, key or payload type; resume after hold) → a new
+    ///   media session with new ports and a fresh SRTP key, started once our 200 is out. A
+    ///   fresh key because the new session starts new SRTP contexts (sequence numbers from
+    ///   the start): the old key with them could repeat keystream.
+    fileprivate func reoffer(_ handle: CallHandle, offer: SessionDescription, current: SessionDescription) -> ReofferDecision {
+        let srtpRequired = configuration.srtp == .required
+        let (leg, running, held) = state.withLock { state -> (CallLegID?, MediaDescription?, Bool) in
+            guard let leg = state.legs[handle], state.activeLeg == leg else { return (nil, nil, false) }
+            return (leg, state.negotiated[leg], state.held)
+        }
+        guard let leg, let running else {
+            // Not the call whose media runs (an answered leg of ring-all being ended): as before.
+            return MediaNegotiator.reanswer(offer, current: current).map { .answer($0, mediaChanged: false) }
+                ?? .refuse(status: 488)
+        }
+        let address = current.connection?.address ?? mediaHost
+        let offered: MediaDescription
+        do {
+            offered = try MediaNegotiator(localAddress: address, audioPort: 9, videoPort: 9, srtpRequired: srtpRequired)
+                .answer(offer).media
+        } catch {
+            logger.notice("re-INVITE refused: unusable offer; the call goes on", metadata: [
+                "leg": "\(leg)", "status": "\(error.sipStatus)", "error": "\(error)"])
+            return .refuse(status: error.sipStatus)
+        }
+        if MediaNegotiator.offerIsHold(offer) {
+            guard let answer = MediaNegotiator.holdAnswer(offer, current: current) else { return .refuse(status: 488) }
+            if held { return .answer(answer, mediaChanged: false) }
+            state.withLock { $0.mediaChanges[handle] = .hold }
+            return .answer(answer, mediaChanged: true)
+        }
+        if !held, offered.sameRemoteMedia(as: running), let answer = MediaNegotiator.reanswer(offer, current: current) {
+            return .answer(answer, mediaChanged: false)
+        }
+        do {
+            let session = try MediaSession.bind(host: mediaHost)
+            let negotiator = MediaNegotiator(localAddress: address, audioPort: session.localAudioPort,
+                                             videoPort: session.localVideoPort, srtpRequired: srtpRequired)
+            let (answer, media) = try negotiator.answer(offer)
+            state.withLock { $0.mediaChanges[handle] = .restart(session, media) }
+            logger.info(held ? "re-INVITE resumes the call" : "re-INVITE moves the call's media", metadata: [
+                "leg": "\(leg)", "remote": "\(media.remoteAddress):\(media.audio?.remotePort ?? 0)"])
+            return .answer(MediaNegotiator.continuing(answer, from: current), mediaChanged: true)
+        } catch {
+            logger.error("cannot bind media for a re-INVITE; the call goes on", metadata: ["error": "\(error)"])
+            return .refuse(status: 500)
+        }
+    }
+
+    /// Our 200 to a re-INVITE is out: do what `reoffer` promised.
+    private func applyMediaChange(_ handle: CallHandle) {
+        let (change, leg, old) = state.withLock { state -> (MediaChange?, CallLegID?, MediaSession?) in
+            guard let change = state.mediaChanges.removeValue(forKey: handle) else { return (nil, nil, nil) }
+            guard let leg = state.legs[handle], state.activeLeg == leg else { return (change, nil, nil) }
+            let old = state.active
+            state.active = nil
+            switch change {
+            case .hold:
+                state.held = true
+            case .restart(_, let media):
+                state.held = false
+                state.negotiated[leg] = media
+            }
+            return (change, leg, old)
+        }
+        guard let change else { return }
+        guard let leg else {
+            if case .restart(let session, _) = change { session.stop() }  // the call ended meanwhile
+            return
+        }
+        // The old session first: it holds camera and microphone, which the new one opens.
+        old?.stop()
+        switch change {
+        case .hold:
+            logger.notice("call held by the post; media stopped", metadata: ["leg": "\(leg)"])
+        case .restart(let session, let media):
+            state.withLock { $0.active = session }
+            run(session, media, leg: leg)
         }
     }
 
@@ -341,7 +455,10 @@ final class SIPCallSignalling: CallSignalling, Service, Sendable {
 
     private func forget(_ leg: CallLegID) {
         let released = state.withLock { state -> MediaSession? in
-            if let handle = state.handles.removeValue(forKey: leg) { state.legs[handle] = nil }
+            if let handle = state.handles.removeValue(forKey: leg) {
+                state.legs[handle] = nil
+                state.mediaChanges[handle] = nil  // a session bound for a re-INVITE closes as it goes
+            }
             state.incomingOffers[leg] = nil
             let answering = state.answering.removeValue(forKey: leg)
             // The attempt's bound session goes when its last outgoing leg is gone unanswered.
@@ -443,10 +560,22 @@ final class SIPCallSignalling: CallSignalling, Service, Sendable {
             guard let session else { return nil }
             if case .outgoing = leg { state.outgoing = nil }
             state.active = session
+            state.activeLeg = leg
+            state.held = false
             return (session, media)
         }
-        guard let (session, media) = prepared, let parameters = parameters(for: media) else {
+        guard let (session, media) = prepared else {
             logger.error("no negotiated media for the call", metadata: ["leg": "\(leg)"])
+            report(.mediaFailed(.transport))
+            return
+        }
+        run(session, media, leg: leg)
+    }
+
+    /// Starts a bound session with the negotiated media (the call's start, or a re-INVITE's).
+    private func run(_ session: MediaSession, _ media: MediaDescription, leg: CallLegID) {
+        guard let parameters = parameters(for: media) else {
+            logger.error("no negotiated audio for the call", metadata: ["leg": "\(leg)"])
             report(.mediaFailed(.transport))
             return
         }
@@ -500,7 +629,11 @@ final class SIPCallSignalling: CallSignalling, Service, Sendable {
 
     func stopMedia() async {
         let session = state.withLock { state -> MediaSession? in
-            defer { state.active = nil }
+            defer {
+                state.active = nil
+                state.activeLeg = nil
+                state.held = false
+            }
             return state.active
         }
         session?.stop()

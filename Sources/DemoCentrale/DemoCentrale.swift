@@ -214,8 +214,8 @@ public actor DemoCentrale {
         case .remoteHungUp(let call):
             await closeEcho(call)
             continuation.yield(.tabletHungUp(post: post))
-        case .progress, .answered, .failed:
-            break  // posts do not place calls
+        case .progress, .answered, .failed, .mediaChanged:
+            break  // posts do not place calls; re-INVITEs are answered without a handler
         }
     }
 
@@ -273,7 +273,7 @@ public actor DemoCentrale {
             activeTabletCalls.remove(call)
             await closeEcho(call)
             continuation.yield(.tabletEndedOurCall)
-        case .progress, .incoming, .remoteCancelled:
+        case .progress, .incoming, .remoteCancelled, .mediaChanged:
             break
         }
     }

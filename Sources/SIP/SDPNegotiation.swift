@@ -459,3 +459,53 @@ extension MediaNegotiator {
         return answer
     }
 }
+
+// MARK: - Renegotiation (re-INVITE offers the daemon decides on)
+
+extension MediaNegotiator {
+    /// Whether an offer puts us on hold (RFC 3264 §8.4): its audio stream is sendonly or
+    /// inactive (its own attribute, else the session's), or rejected with port 0.
+    public static func offerIsHold(_ offer: SessionDescription) -> Bool {
+        guard let audio = offer.media.first(where: { $0.kind == "audio" }) else { return false }
+        if audio.port == 0 || audio.hasAttribute("sendonly") || audio.hasAttribute("inactive") { return true }
+        if audio.hasAttribute("sendrecv") || audio.hasAttribute("recvonly") { return false }
+        return offer.attributes.contains { $0.name == "sendonly" || $0.name == "inactive" }
+    }
+
+    /// The answer while on hold: `reanswer` with every stream inactive. Inactive rather than the
+    /// mirrored recvonly because the tablet stops the whole media session while held (it cannot
+    /// receive without sending, and camera and microphone should be off while nobody listens).
+    public static func holdAnswer(_ offer: SessionDescription, current: SessionDescription) -> SessionDescription? {
+        guard var answer = reanswer(offer, current: current) else { return nil }
+        let directions: Set<String> = ["sendrecv", "sendonly", "recvonly", "inactive"]
+        for index in answer.media.indices {
+            answer.media[index].attributes.removeAll { directions.contains($0.name) }
+            answer.media[index].attributes.append(SDPAttribute("inactive"))
+        }
+        return answer
+    }
+
+    /// A fresh answer (`answer(_:)`) made the next version of our current description: same
+    /// origin user name and session id, version one higher (RFC 3264 §8).
+    public static func continuing(_ answer: SessionDescription, from current: SessionDescription) -> SessionDescription {
+        var next = answer
+        next.originUsername = current.originUsername
+        next.sessionID = current.sessionID
+        next.sessionVersion = String((UInt64(current.sessionVersion) ?? 0) &+ 1)
+        return next
+    }
+}
+
+extension MediaDescription {
+    /// Whether `other` sends to the same place with the same codec and the peer's same key:
+    /// what a session refresh keeps and a moved call (new relay, new post) changes. Our own
+    /// keys and the directions are not compared.
+    public func sameRemoteMedia(as other: MediaDescription) -> Bool {
+        func same(_ a: NegotiatedStream?, _ b: NegotiatedStream?) -> Bool {
+            guard let a, let b else { return a == nil && b == nil }
+            return a.remotePort == b.remotePort && a.remoteRTCPPort == b.remoteRTCPPort && a.payloadType == b.payloadType
+                && a.codec == b.codec && a.rtcpMux == b.rtcpMux && a.receiveKey == b.receiveKey
+        }
+        return remoteAddress == other.remoteAddress && same(audio, other.audio) && same(video, other.video)
+    }
+}

@@ -78,7 +78,24 @@ public enum UserAgentEvent: Sendable, Equatable {
     case remoteCancelled(CallHandle)
     /// The other side sent BYE.
     case remoteHungUp(CallHandle)
+    /// Our 200 to a re-INVITE went out with an answer the owner's `ReofferHandler` built with
+    /// `mediaChanged: true` (a new address, port, key or codec, hold or resume): apply it now.
+    /// `remote` is the re-INVITE's offer.
+    case mediaChanged(CallHandle, remote: SessionDescription)
 }
+
+/// What the owner makes of an offer in a re-INVITE (see `UserAgent.setReofferHandler`).
+public enum ReofferDecision: Sendable, Equatable {
+    /// Answer 200 with this description; with `mediaChanged`, report `.mediaChanged` once sent.
+    case answer(SessionDescription, mediaChanged: Bool)
+    /// Refuse it (488 for an offer we cannot take); the call goes on as it was.
+    case refuse(status: Int)
+}
+
+/// Decides on a re-INVITE's offer: the call, the offer and our description as last sent.
+/// Called on the user agent's actor, so it must not block for long (binding sockets is fine).
+public typealias ReofferHandler = @Sendable (CallHandle, _ offer: SessionDescription, _ current: SessionDescription)
+    -> ReofferDecision
 
 /// An RFC 3261 user agent over UDP on SwiftNIO: client and server INVITE transactions with
 /// retransmission, CANCEL, BYE both ways, OPTIONS. Media is not its business: callers build
@@ -117,6 +134,8 @@ public actor UserAgent {
     /// The peer of the message being built or answered: with a wildcard `localHost`, Via and
     /// Contact carry our address toward it (see `advertisedHost`).
     var addressPeer: SocketAddress?
+    /// The owner's say on re-INVITE offers; nil = our description again, directions mirrored.
+    private var reofferHandler: ReofferHandler?
 
     public init(configuration: UserAgentConfiguration, group: any EventLoopGroup, logger: Logger) {
         self.configuration = configuration
@@ -134,6 +153,12 @@ public actor UserAgent {
     public nonisolated func mediaNegotiator(audioPort: Int, videoPort: Int?) -> MediaNegotiator {
         MediaNegotiator(localAddress: configuration.localHost, audioPort: audioPort, videoPort: videoPort,
                         srtpRequired: configuration.srtpRequired)
+    }
+
+    /// Lets the owner answer offers in re-INVITEs (new media address, port, key or codec;
+    /// hold and resume). Without a handler, `MediaNegotiator.reanswer` answers them.
+    public func setReofferHandler(_ handler: ReofferHandler?) {
+        reofferHandler = handler
     }
 
     /// Binds the socket (UDP) or listener (TCP); returns the bound port.
@@ -577,11 +602,14 @@ public actor UserAgent {
         return from
     }
 
-    /// An INVITE inside a dialog (hold, resume, session refresh): answered 200 with our current
-    /// session description, directions mirrored (`MediaNegotiator.reanswer`); without an offer,
-    /// our current description is the offer and the ACK's answer changes nothing here. Media is
-    /// not renegotiated, so an offer whose streams no longer line up gets 488 and the call goes
-    /// on as it was. A retransmitted re-INVITE gets the same answer again.
+    /// An INVITE inside a dialog (hold, resume, session refresh, a B2BUA moving the call):
+    /// the owner's `ReofferHandler` decides on an offer (a new answer, or 488 and the call goes
+    /// on as it was); without one, our current session description with the directions
+    /// mirrored (`MediaNegotiator.reanswer`). Without an offer, our current description is the
+    /// offer and the ACK's answer changes nothing here. The Contact refreshes the remote target
+    /// (RFC 3261 §12.2.2). Our 200 is retransmitted until the ACK (RFC 3261 §13.3.1.4, T1
+    /// doubling up to T2); none within 64·T1 ends the call with BYE, as for the initial INVITE.
+    /// A retransmitted re-INVITE gets the same answer again.
     private func handleReinvite(_ request: SIPRequest, from source: SocketAddress) {
         guard let call = findDialog(request), call.state != .terminated else {
             send(makeResponse(to: request, status: 481).serialized(), to: source)
@@ -592,21 +620,46 @@ public actor UserAgent {
             send(last.response.serialized(), to: source)
             return
         }
+        if call.reinviteAck != nil {
+            // A new re-INVITE: the peer has moved on from the last one; stop repeating our 2xx.
+            call.reinviteAck = nil
+            cancelTimer(.reinviteRetransmit(call.handle))
+            cancelTimer(.reinviteTimeout(call.handle))
+        }
         guard call.state == .confirmed, let current = call.localSDP else {
             // RFC 3261 §14.2: an INVITE while one of ours is pending or before the dialog is up.
             send(makeResponse(to: request, status: 491, reason: "Request Pending").serialized(), to: source)
             return
         }
         let answer: SessionDescription
+        var changed: SessionDescription?
         if request.body.isEmpty {
             answer = current
-        } else if let offer = try? SessionDescription(parsing: request.body),
-                  let reanswer = MediaNegotiator.reanswer(offer, current: current) {
-            answer = reanswer
         } else {
-            logger.notice("re-INVITE refused: the offer does not match the session", metadata: ["call": "\(call.handle)"])
-            send(makeResponse(to: request, status: 488).serialized(), to: source)
-            return
+            let offer = try? SessionDescription(parsing: request.body)
+            let decision: ReofferDecision = if let offer, let reofferHandler {
+                reofferHandler(call.handle, offer, current)
+            } else if let offer, let reanswer = MediaNegotiator.reanswer(offer, current: current) {
+                .answer(reanswer, mediaChanged: false)
+            } else {
+                .refuse(status: 488)
+            }
+            switch decision {
+            case .answer(let description, let mediaChanged):
+                answer = description
+                if mediaChanged { changed = offer }
+            case .refuse(let status):
+                logger.notice("re-INVITE refused; the call goes on unchanged",
+                              metadata: ["call": "\(call.handle)", "status": "\(status)"])
+                let response = makeResponse(to: request, status: status)
+                call.lastReinvite = (cseq, response)
+                send(response.serialized(), to: source)
+                return
+            }
+        }
+        if let contact = request.headers.values("Contact").first.flatMap(SIPNameAddress.init)?.uri {
+            call.remoteTarget = contact
+            if call.routeSet.isEmpty, isIPLiteral(contact), let address = resolve(contact) { call.peer = address }
         }
         var response = makeResponse(to: request, status: 200, contact: true)
         response.headers.add("Allow", Self.allow)
@@ -614,8 +667,13 @@ public actor UserAgent {
         response.body = answer.serialized()
         call.localSDP = answer
         call.lastReinvite = (cseq, response)
+        call.reinviteAck = (SIPCSeq(cseq)?.number ?? 0, source)
         send(response.serialized(), to: source)
-        logger.info("re-INVITE answered", metadata: ["call": "\(call.handle)"])
+        call.retransmitInterval = configuration.timerT1
+        startTimer(.reinviteRetransmit(call.handle), after: configuration.timerT1)
+        startTimer(.reinviteTimeout(call.handle), after: configuration.timerT1 * 64)
+        logger.info("re-INVITE answered", metadata: ["call": "\(call.handle)", "media changed": "\(changed != nil)"])
+        if let changed { eventContinuation.yield(.mediaChanged(call.handle, remote: changed)) }
     }
 
     private func handleAck(_ request: SIPRequest) {
@@ -631,7 +689,14 @@ public actor UserAgent {
             cancelTimer(.responseTimeout(call.handle))
             call.state = .terminated
             scheduleCleanup(call)
-        case .calling, .proceeding, .cancelling, .confirmed, .terminated, .incomingProceeding:
+        case .confirmed:
+            // The ACK for our 2xx to a re-INVITE carries that INVITE's CSeq number.
+            if let pending = call.reinviteAck, request.headers["CSeq"].flatMap(SIPCSeq.init)?.number == pending.cseq {
+                call.reinviteAck = nil
+                cancelTimer(.reinviteRetransmit(call.handle))
+                cancelTimer(.reinviteTimeout(call.handle))
+            }
+        case .calling, .proceeding, .cancelling, .terminated, .incomingProceeding:
             break  // retransmitted or stray ACK
         }
     }
@@ -660,6 +725,8 @@ public actor UserAgent {
         case .confirmed, .answering:
             cancelTimer(.responseRetransmit(call.handle))
             cancelTimer(.responseTimeout(call.handle))
+            cancelTimer(.reinviteRetransmit(call.handle))
+            cancelTimer(.reinviteTimeout(call.handle))
             call.state = .terminated
             scheduleCleanup(call)
             logger.info("remote hung up", metadata: ["call": "\(call.handle)"])
@@ -749,7 +816,7 @@ public actor UserAgent {
             call.finalReported = true
         case .progress:
             guard !call.finalReported else { return }
-        case .incoming, .remoteCancelled, .remoteHungUp:
+        case .incoming, .remoteCancelled, .remoteHungUp, .mediaChanged:
             break
         }
         eventContinuation.yield(event)
@@ -868,6 +935,8 @@ public actor UserAgent {
         guard !isFork else { return }
         cancelTimer(.responseRetransmit(call.handle))
         cancelTimer(.responseTimeout(call.handle))
+        cancelTimer(.reinviteRetransmit(call.handle))
+        cancelTimer(.reinviteTimeout(call.handle))
         scheduleCleanup(call)
     }
 
@@ -906,6 +975,8 @@ public actor UserAgent {
         case inviteTimeout(CallHandle)  // Timer B, or the caller's ring timeout
         case responseRetransmit(CallHandle)  // 2xx retransmission / Timer G
         case responseTimeout(CallHandle)  // 64·T1 without ACK / Timer H
+        case reinviteRetransmit(CallHandle)  // our 2xx to a re-INVITE, until its ACK
+        case reinviteTimeout(CallHandle)  // 64·T1 without that ACK
         case cleanup(CallHandle)
         case requestRetransmit(String)  // Timer E
         case requestTimeout(String)  // Timer F
@@ -979,12 +1050,26 @@ public actor UserAgent {
                 call.state = .terminated
                 scheduleCleanup(call)
             }
+        case .reinviteRetransmit(let handle):
+            guard let call = calls[handle], call.state == .confirmed, let pending = call.reinviteAck,
+                  let response = call.lastReinvite?.response
+            else { return }
+            send(response.serialized(), to: pending.destination)
+            call.retransmitInterval = min(call.retransmitInterval * 2, configuration.timerT2)
+            startTimer(key, after: call.retransmitInterval)
+        case .reinviteTimeout(let handle):
+            guard let call = calls[handle], call.state == .confirmed, call.reinviteAck != nil else { return }
+            cancelTimer(.reinviteRetransmit(handle))
+            call.reinviteAck = nil
+            logger.warning("no ACK for our 200 to a re-INVITE; ending the call", metadata: ["call": "\(handle)"])
+            eventContinuation.yield(.remoteHungUp(handle))
+            sendBye(call)
         case .cleanup(let handle):
             guard let call = calls.removeValue(forKey: handle) else { return }
             inviteBranches[call.inviteBranch] = nil
             serverInvites[call.callID + "|" + call.inviteBranch] = nil
             for other in [TimerKey.inviteRetransmit(handle), .inviteTimeout(handle), .responseRetransmit(handle),
-                          .responseTimeout(handle)] {
+                          .responseTimeout(handle), .reinviteRetransmit(handle), .reinviteTimeout(handle)] {
                 cancelTimer(other)
             }
         case .requestRetransmit(let key):
@@ -1092,6 +1177,9 @@ final class Call {
     var localSDP: SessionDescription?
     /// The last re-INVITE's CSeq and our answer to it, sent again for a retransmission.
     var lastReinvite: (cseq: String, response: SIPResponse)?
+    /// Our 2xx to a re-INVITE is out and its ACK not in: the INVITE's CSeq number, and where
+    /// the 2xx goes again.
+    var reinviteAck: (cseq: UInt32, destination: SocketAddress)?
     var lastResponse: SIPResponse?
     var ackFor2xx: SIPRequest?
     var retransmitInterval: Duration = .milliseconds(500)

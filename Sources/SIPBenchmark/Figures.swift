@@ -137,7 +137,7 @@ actor Driver {
         case .failed(let handle, let status, let reason):
             guard let leg = handles[handle] else { return }
             await feed(.failed(leg, code: status, reason: reason))
-        case .incoming, .remoteCancelled, .remoteHungUp:
+        case .incoming, .remoteCancelled, .remoteHungUp, .mediaChanged:
             break
         }
     }

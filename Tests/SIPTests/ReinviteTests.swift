@@ -1,4 +1,6 @@
 import Foundation
+import NIOCore
+import NIOPosix
 import Testing
 
 @testable import SIP
@@ -29,6 +31,15 @@ import Testing
     }
 
     func sdp(_ body: [UInt8]) throws -> SessionDescription { try SessionDescription(parsing: body) }
+
+    /// A UDP port on loopback that was free a moment ago.
+    static func freeUDPPort() async throws -> Int {
+        let channel = try await DatagramBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .bind(host: "127.0.0.1", port: 0).get()
+        let port = channel.localAddress!.port!
+        try await channel.close()
+        return port
+    }
 
     @Test func holdAndResumeAreAnsweredWithOurSessionAndMirroredDirections() async throws {
         let peer = try await RawPeer.bind()
@@ -96,5 +107,146 @@ import Testing
         _ = try await peer.nextRequest(.bye)
         await agent.shutdown()
         await peer.close()
+    }
+
+    /// RFC 3261 §13.3.1.4 with sipp (a peer nobody here wrote): sipp calls, sends a re-INVITE
+    /// and never ACKs our 200. The 200 comes again at T1, 2·T1, 4·T1 … capped at T2 (counted by
+    /// sipp's own message log), and after 64·T1 the call ends with our BYE, as for an initial
+    /// INVITE whose 200 is never acknowledged; the owner hears `.remoteHungUp`.
+    @Test func ourTwoHundredToAReinviteIsRetransmittedUntilTheAckAndTheCallEndsWithout() async throws {
+        let scenario = """
+            <?xml version="1.0" encoding="ISO-8859-1" ?>
+            <scenario name="re-INVITE whose 200 is never acknowledged">
+              <send retrans="500">
+                <![CDATA[
+                  INVITE sip:tablet@[remote_ip]:[remote_port] SIP/2.0
+                  Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+                  From: "Post" <sip:post@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+                  To: <sip:tablet@[remote_ip]:[remote_port]>
+                  Call-ID: [call_id]
+                  CSeq: 1 INVITE
+                  Contact: <sip:post@[local_ip]:[local_port]>
+                  Max-Forwards: 70
+                  Content-Type: application/sdp
+                  Content-Length: [len]
+
+                  v=0
+                  o=post 1 1 IN IP4 [local_ip]
+                  s=-
+                  c=IN IP4 [local_ip]
+                  t=0 0
+                  m=audio [media_port] RTP/AVP 0
+                  a=rtpmap:0 PCMU/8000
+
+                ]]>
+              </send>
+              <recv response="100" optional="true"/>
+              <recv response="180" optional="true"/>
+              <recv response="200" rrs="true"/>
+              <send>
+                <![CDATA[
+                  ACK sip:tablet@[remote_ip]:[remote_port] SIP/2.0
+                  Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+                  From: "Post" <sip:post@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+                  To: <sip:tablet@[remote_ip]:[remote_port]>[peer_tag_param]
+                  Call-ID: [call_id]
+                  CSeq: 1 ACK
+                  Max-Forwards: 70
+                  Content-Length: 0
+
+                ]]>
+              </send>
+              <pause milliseconds="200"/>
+              <send>
+                <![CDATA[
+                  INVITE sip:tablet@[remote_ip]:[remote_port] SIP/2.0
+                  Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+                  From: "Post" <sip:post@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+                  To: <sip:tablet@[remote_ip]:[remote_port]>[peer_tag_param]
+                  Call-ID: [call_id]
+                  CSeq: 2 INVITE
+                  Contact: <sip:post@[local_ip]:[local_port]>
+                  Max-Forwards: 70
+                  Content-Type: application/sdp
+                  Content-Length: [len]
+
+                  v=0
+                  o=post 1 2 IN IP4 [local_ip]
+                  s=-
+                  c=IN IP4 [local_ip]
+                  t=0 0
+                  m=audio [media_port] RTP/AVP 0
+                  a=rtpmap:0 PCMU/8000
+                  a=sendonly
+
+                ]]>
+              </send>
+              <label id="unacknowledged"/>
+              <recv response="200" optional="true" next="unacknowledged"/>
+              <recv request="BYE" timeout="15000"/>
+              <send>
+                <![CDATA[
+                  SIP/2.0 200 OK
+                  [last_Via:]
+                  [last_From:]
+                  [last_To:]
+                  [last_Call-ID:]
+                  [last_CSeq:]
+                  Content-Length: 0
+
+                ]]>
+              </send>
+            </scenario>
+            """
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("reinvite-noack-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let file = directory.appendingPathComponent("scenario.xml")
+        let messages = directory.appendingPathComponent("messages.log")
+        try scenario.write(to: file, atomically: true, encoding: .utf8)
+        // T1 100 ms, T2 800 ms: 200s at 0, 0.1, 0.3, 0.7, 1.5, then every 0.8 s; BYE at 6.4 s.
+        let (agent, events, port) = try await makeAgent(t1: .milliseconds(100))
+        let sipPort = try await Self.freeUDPPort()
+        let sipp = try SippTests.Sipp(arguments: [
+            "-sf", file.path, "127.0.0.1:\(port)", "-p", "\(sipPort)", "-m", "1", "-trace_msg",
+            "-message_file", messages.path,
+        ])
+        defer { sipp.stop() }
+        guard case .incoming(let call, _, _, let offer) = try await events.next("INVITE from sipp") else {
+            Issue.record("no incoming call: \(sipp.stderr)")
+            return
+        }
+        let (answer, _) = try agent.mediaNegotiator(audioPort: 40000, videoPort: nil).answer(offer)
+        let answeredAt = ContinuousClock.now
+        await agent.answer(call, with: answer)
+        #expect(try await events.next("the call ended for want of an ACK", timeout: .seconds(20)) == .remoteHungUp(call))
+        let ended = ContinuousClock.now - answeredAt
+        let status = try await sipp.exitStatus()
+        #expect(status == 0, "sipp exit \(status): \(sipp.stderr)")
+        await agent.shutdown()
+
+        // sipp's log: one block per message sent or received (retransmissions included), each
+        // after a dashed line with its time of day.
+        let log = try String(contentsOf: messages, encoding: .utf8)
+        let blocks = log.components(separatedBy: "-----------------------------------------------").map { block in
+            let time = block.split(separator: "\n").first?.split(separator: " ").last.map { clock in
+                clock.split(separator: ":").reduce(0.0) { $0 * 60 + (Double($1) ?? 0) }
+            } ?? 0
+            return (time: time, text: block)
+        }
+        let reinviteOKs = blocks.filter {
+            $0.text.contains("message received") && $0.text.contains("SIP/2.0 200") && $0.text.contains("CSeq: 2 INVITE")
+        }
+        let gaps = zip(reinviteOKs.dropFirst(), reinviteOKs).map { $0.time - $1.time }
+        print("re-INVITE 200 sent \(reinviteOKs.count) times, gaps \(gaps.map { ($0 * 100).rounded() / 100 }) s; call ended after \(ended)")
+        // T1 doubling up to T2: 0.1, 0.2, 0.4, 0.8, 0.8 … s apart (never sooner; later on a
+        // loaded machine), which fits 11 sends into 64·T1; without doubling it would be 64.
+        let nominal = [0.1, 0.2, 0.4] + Array(repeating: 0.8, count: 20)
+        #expect(reinviteOKs.count >= 6 && reinviteOKs.count <= 12, "\(reinviteOKs.count) 200s")
+        for (gap, expected) in zip(gaps, nominal) { #expect(gap >= expected * 0.9, "gaps \(gaps)") }
+        // They stopped with the BYE: no 200 after it.
+        let byeAt = try #require(blocks.first { $0.text.contains("message received") && $0.text.contains("BYE sip:") }?.time)
+        #expect(reinviteOKs.allSatisfy { $0.time <= byeAt })
+        #expect(ended >= .seconds(6), "the call ended after \(ended), before 64·T1")
     }
 }
