@@ -363,3 +363,19 @@ struct KamailioConfiguration {
         """
     }
 }
+
+extension Kamailio {
+    /// Fresh certificates (the server's naming `serverNames`) and a Kamailio (edge-proxy role)
+    /// that is ready, for `body`; it is stopped afterwards, also when `body` throws.
+    static func withRunning<T>(
+        password: String, algorithm: String = "MD5", host: String = "127.0.0.1", stun: Bool = true,
+        serverNames: String = "DNS:localhost,IP:127.0.0.1", _ body: (TestCertificates, Kamailio) async throws -> T
+    ) async throws -> T {
+        let certificates = try TestCertificates(serverNames: serverNames)
+        let kamailio = try await Kamailio(certificates: certificates, password: password, algorithm: algorithm, host: host,
+                                          stun: stun)
+        defer { kamailio.stop() }
+        try await kamailio.waitUntilReady()
+        return try await body(certificates, kamailio)
+    }
+}

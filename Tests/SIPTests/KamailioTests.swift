@@ -82,143 +82,133 @@ final class LogCapture: Sendable {
 
     @Test(arguments: [UserAgentConfiguration.Transport.udp, .tcp, .tls])
     func registersWithDigest(transport: UserAgentConfiguration.Transport) async throws {
-        let certificates = try TestCertificates()
         // TLS runs with SHA-256 digests (RFC 8760), the others with MD5.
-        let kamailio = try await Kamailio(certificates: certificates, password: Self.password,
-                                          algorithm: transport == .tls ? "SHA-256" : "MD5")
-        defer { kamailio.stop() }
-        try await kamailio.waitUntilReady()
-        let capture = LogCapture()
-        let passwordFile = try writePassword(Self.password, in: certificates.directory)
-        let tablet = try await startAgent(user: "tablet", transport: transport, proxy: proxyURI(kamailio, transport),
-                                          passwordFile: passwordFile, caFile: certificates.caFile,
-                                          logger: capture.logger("tablet"))
-        let event = try await tablet.registrations.next("registered") {
-            if case .registered = $0 { true } else { false }
+        let algorithm = transport == .tls ? "SHA-256" : "MD5"
+        try await Kamailio.withRunning(password: Self.password, algorithm: algorithm) { certificates, kamailio in
+            let capture = LogCapture()
+            let passwordFile = try writePassword(Self.password, in: certificates.directory)
+            let tablet = try await startAgent(user: "tablet", transport: transport, proxy: proxyURI(kamailio, transport),
+                                              passwordFile: passwordFile, caFile: certificates.caFile,
+                                              logger: capture.logger("tablet"))
+            let event = try await tablet.registrations.next("registered") {
+                if case .registered = $0 { true } else { false }
+            }
+            #expect(event == .registered(proxy: proxyURI(kamailio, transport), expires: 120))
+            // The registrar's own record of what it saved: our outbound Contact.
+            let accepted = kamailio.log.split(separator: "\n").filter { $0.contains("REGISTER accepted for tablet") }
+            #expect(!accepted.isEmpty, "kamailio log: \(kamailio.log)")
+            #expect(accepted.allSatisfy { $0.contains(Self.instance) && $0.contains("reg-id=1") && $0.contains(";ob>") })
+            let status = await tablet.agent.registrationStatus()
+            #expect(status.first?.state == .registered)
+            await tablet.agent.shutdown()
+            let logs = capture.text
+            #expect(!logs.isEmpty)
+            #expect(!logs.contains(Self.password), "the password leaked into the log")
         }
-        #expect(event == .registered(proxy: proxyURI(kamailio, transport), expires: 120))
-        // The registrar's own record of what it saved: our outbound Contact.
-        let accepted = kamailio.log.split(separator: "\n").filter { $0.contains("REGISTER accepted for tablet") }
-        #expect(!accepted.isEmpty, "kamailio log: \(kamailio.log)")
-        #expect(accepted.allSatisfy { $0.contains(Self.instance) && $0.contains("reg-id=1") && $0.contains(";ob>") })
-        let status = await tablet.agent.registrationStatus()
-        #expect(status.first?.state == .registered)
-        await tablet.agent.shutdown()
-        let logs = capture.text
-        #expect(!logs.isEmpty)
-        #expect(!logs.contains(Self.password), "the password leaked into the log")
     }
 
     @Test func wrongPasswordFailsWithReason() async throws {
-        let certificates = try TestCertificates()
-        let kamailio = try await Kamailio(certificates: certificates, password: Self.password)
-        defer { kamailio.stop() }
-        try await kamailio.waitUntilReady()
-        let passwordFile = try writePassword("not-the-password", in: certificates.directory)
-        let tablet = try await startAgent(user: "tablet", transport: .tcp, proxy: kamailio.tcpURI,
-                                          passwordFile: passwordFile)
-        let event = try await tablet.registrations.next("failed") { if case .failed = $0 { true } else { false } }
-        guard case .failed(let proxy, let reason) = event else { Issue.record("not failed: \(event)"); return }
-        #expect(proxy == kamailio.tcpURI)
-        #expect(reason.contains("authentication rejected"), "reason: \(reason)")
-        #expect(!(await tablet.registrations.all()).contains { if case .registered = $0 { true } else { false } })
-        #expect(!kamailio.log.contains("REGISTER accepted"))
-        // It keeps trying (with backoff): a second attempt is reported too.
-        _ = try await tablet.registrations.next("retry failed") { if case .failed = $0 { true } else { false } }
-        await tablet.agent.shutdown()
+        try await Kamailio.withRunning(password: Self.password) { certificates, kamailio in
+            let passwordFile = try writePassword("not-the-password", in: certificates.directory)
+            let tablet = try await startAgent(user: "tablet", transport: .tcp, proxy: kamailio.tcpURI,
+                                              passwordFile: passwordFile)
+            let event = try await tablet.registrations.next("failed") { if case .failed = $0 { true } else { false } }
+            guard case .failed(let proxy, let reason) = event else { Issue.record("not failed: \(event)"); return }
+            #expect(proxy == kamailio.tcpURI)
+            #expect(reason.contains("authentication rejected"), "reason: \(reason)")
+            #expect(!(await tablet.registrations.all()).contains { if case .registered = $0 { true } else { false } })
+            #expect(!kamailio.log.contains("REGISTER accepted"))
+            // It keeps trying (with backoff): a second attempt is reported too.
+            _ = try await tablet.registrations.next("retry failed") { if case .failed = $0 { true } else { false } }
+            await tablet.agent.shutdown()
+        }
     }
 
     @Test func serverCertificateFromWrongCAIsRefusedAndNothingIsSent() async throws {
-        let certificates = try TestCertificates()
-        let kamailio = try await Kamailio(certificates: certificates, password: Self.password)
-        defer { kamailio.stop() }
-        try await kamailio.waitUntilReady()
-        let passwordFile = try writePassword(Self.password, in: certificates.directory)
-        let tablet = try await startAgent(user: "tablet", transport: .tls, proxy: kamailio.tlsURI,
-                                          passwordFile: passwordFile, caFile: certificates.wrongCAFile)
-        let event = try await tablet.registrations.next("failed") { if case .failed = $0 { true } else { false } }
-        guard case .failed(_, let reason) = event else { Issue.record("not failed: \(event)"); return }
-        #expect(reason.contains("certificate"), "reason: \(reason)")
-        let status = await tablet.agent.registrationStatus()
-        #expect(status.first?.state == .failed)
-        #expect(status.first?.detail.contains("certificate") == true)
-        // Retried later, and refused again.
-        _ = try await tablet.registrations.next("second failure") { if case .failed = $0 { true } else { false } }
-        await tablet.agent.shutdown()
-        // Kamailio never saw a SIP request: not one "request … from" line, no binding.
-        #expect(!kamailio.log.contains("request REGISTER"), "kamailio log: \(kamailio.log)")
-        #expect(!kamailio.log.contains("REGISTER accepted"))
+        try await Kamailio.withRunning(password: Self.password) { certificates, kamailio in
+            let passwordFile = try writePassword(Self.password, in: certificates.directory)
+            let tablet = try await startAgent(user: "tablet", transport: .tls, proxy: kamailio.tlsURI,
+                                              passwordFile: passwordFile, caFile: certificates.wrongCAFile)
+            let event = try await tablet.registrations.next("failed") { if case .failed = $0 { true } else { false } }
+            guard case .failed(_, let reason) = event else { Issue.record("not failed: \(event)"); return }
+            #expect(reason.contains("certificate"), "reason: \(reason)")
+            let status = await tablet.agent.registrationStatus()
+            #expect(status.first?.state == .failed)
+            #expect(status.first?.detail.contains("certificate") == true)
+            // Retried later, and refused again.
+            _ = try await tablet.registrations.next("second failure") { if case .failed = $0 { true } else { false } }
+            await tablet.agent.shutdown()
+            // Kamailio never saw a SIP request: not one "request … from" line, no binding.
+            #expect(!kamailio.log.contains("request REGISTER"), "kamailio log: \(kamailio.log)")
+            #expect(!kamailio.log.contains("REGISTER accepted"))
+        }
     }
 
     @Test func registersAgainAfterKamailioRestarts() async throws {
-        let certificates = try TestCertificates()
-        let kamailio = try await Kamailio(certificates: certificates, password: Self.password)
-        defer { kamailio.stop() }
-        try await kamailio.waitUntilReady()
-        let passwordFile = try writePassword(Self.password, in: certificates.directory)
-        let tablet = try await startAgent(user: "tablet", transport: .tls, proxy: kamailio.tlsURI,
-                                          passwordFile: passwordFile, caFile: certificates.caFile)
-        _ = try await tablet.registrations.next("registered") { if case .registered = $0 { true } else { false } }
-        kamailio.stop()
-        let lost = try await tablet.registrations.next("flow lost") { if case .failed = $0 { true } else { false } }
-        guard case .failed(_, let reason) = lost else { return }
-        #expect(reason.contains("closed") || reason.contains("pong") || reason.contains("refused"), "reason: \(reason)")
-        let acceptedBefore = kamailio.log.components(separatedBy: "REGISTER accepted for tablet").count
-        try kamailio.start()
-        defer { kamailio.stop() }
-        try await kamailio.waitUntilReady()
-        _ = try await tablet.registrations.next("registered again", timeout: .seconds(15)) {
-            if case .registered = $0 { true } else { false }
+        try await Kamailio.withRunning(password: Self.password) { certificates, kamailio in
+            let passwordFile = try writePassword(Self.password, in: certificates.directory)
+            let tablet = try await startAgent(user: "tablet", transport: .tls, proxy: kamailio.tlsURI,
+                                              passwordFile: passwordFile, caFile: certificates.caFile)
+            _ = try await tablet.registrations.next("registered") { if case .registered = $0 { true } else { false } }
+            kamailio.stop()
+            let lost = try await tablet.registrations.next("flow lost") { if case .failed = $0 { true } else { false } }
+            guard case .failed(_, let reason) = lost else { return }
+            #expect(reason.contains("closed") || reason.contains("pong") || reason.contains("refused"), "reason: \(reason)")
+            let acceptedBefore = kamailio.log.components(separatedBy: "REGISTER accepted for tablet").count
+            try kamailio.start()
+            defer { kamailio.stop() }
+            try await kamailio.waitUntilReady()
+            _ = try await tablet.registrations.next("registered again", timeout: .seconds(15)) {
+                if case .registered = $0 { true } else { false }
+            }
+            #expect(kamailio.log.components(separatedBy: "REGISTER accepted for tablet").count > acceptedBefore)
+            await tablet.agent.shutdown()
         }
-        #expect(kamailio.log.components(separatedBy: "REGISTER accepted for tablet").count > acceptedBefore)
-        await tablet.agent.shutdown()
     }
 
     @Test func callsThroughKamailioOverTLSBothWays() async throws {
-        let certificates = try TestCertificates()
-        let kamailio = try await Kamailio(certificates: certificates, password: Self.password)
-        defer { kamailio.stop() }
-        try await kamailio.waitUntilReady()
-        let passwordFile = try writePassword(Self.password, in: certificates.directory)
-        let tablet = try await startAgent(user: "tablet", transport: .tls, proxy: kamailio.tlsURI,
-                                          passwordFile: passwordFile, caFile: certificates.caFile)
-        let post = try await startAgent(user: "post1", transport: .tls, proxy: kamailio.tlsURI,
-                                        passwordFile: passwordFile, caFile: certificates.caFile,
-                                        instance: "urn:uuid:0b7d5e1a-8c55-4a1e-bb0e-3f0f6c9a1d42")
-        _ = try await tablet.registrations.next("tablet registered") { if case .registered = $0 { true } else { false } }
-        _ = try await post.registrations.next("post registered") { if case .registered = $0 { true } else { false } }
+        try await Kamailio.withRunning(password: Self.password) { certificates, kamailio in
+            let passwordFile = try writePassword(Self.password, in: certificates.directory)
+            let tablet = try await startAgent(user: "tablet", transport: .tls, proxy: kamailio.tlsURI,
+                                              passwordFile: passwordFile, caFile: certificates.caFile)
+            let post = try await startAgent(user: "post1", transport: .tls, proxy: kamailio.tlsURI,
+                                            passwordFile: passwordFile, caFile: certificates.caFile,
+                                            instance: "urn:uuid:0b7d5e1a-8c55-4a1e-bb0e-3f0f6c9a1d42")
+            _ = try await tablet.registrations.next("tablet registered") { if case .registered = $0 { true } else { false } }
+            _ = try await post.registrations.next("post registered") { if case .registered = $0 { true } else { false } }
 
-        // Tablet → post: Kamailio challenges the INVITE (407), the tablet answers it.
-        let offer = tablet.agent.mediaNegotiator(audioPort: 40000, videoPort: nil).makeOffer().description
-        let call = await tablet.agent.invite(to: "sip:post1@\(Kamailio.realm)", offer: offer)
-        let incoming = try await post.events.next("incoming at post") { if case .incoming = $0 { true } else { false } }
-        guard case .incoming(let postHandle, let fromURI, _, let remoteOffer) = incoming else { return }
-        #expect(fromURI.contains("tablet@"))
-        let (answer, _) = try post.agent.mediaNegotiator(audioPort: 40010, videoPort: nil).answer(remoteOffer)
-        await post.agent.answer(postHandle, with: answer)
-        let answered = try await tablet.events.next("answered") {
-            if case .answered(let h, _) = $0 { h == call } else { false }
-        }
-        if case .answered = answered {} else { Issue.record("not answered: \(answered)") }
-        #expect(kamailio.log.contains("request INVITE"))
-        await tablet.agent.hangUp(call)
-        _ = try await post.events.next("BYE at post") { $0 == .remoteHungUp(postHandle) }
+            // Tablet → post: Kamailio challenges the INVITE (407), the tablet answers it.
+            let offer = tablet.agent.mediaNegotiator(audioPort: 40000, videoPort: nil).makeOffer().description
+            let call = await tablet.agent.invite(to: "sip:post1@\(Kamailio.realm)", offer: offer)
+            let incoming = try await post.events.next("incoming at post") { if case .incoming = $0 { true } else { false } }
+            guard case .incoming(let postHandle, let fromURI, _, let remoteOffer) = incoming else { return }
+            #expect(fromURI.contains("tablet@"))
+            let (answer, _) = try post.agent.mediaNegotiator(audioPort: 40010, videoPort: nil).answer(remoteOffer)
+            await post.agent.answer(postHandle, with: answer)
+            let answered = try await tablet.events.next("answered") {
+                if case .answered(let h, _) = $0 { h == call } else { false }
+            }
+            if case .answered = answered {} else { Issue.record("not answered: \(answered)") }
+            #expect(kamailio.log.contains("request INVITE"))
+            await tablet.agent.hangUp(call)
+            _ = try await post.events.next("BYE at post") { $0 == .remoteHungUp(postHandle) }
 
-        // Post → tablet: arrives over the tablet's own TLS flow (Kamailio cannot dial it).
-        let offer2 = post.agent.mediaNegotiator(audioPort: 40020, videoPort: nil).makeOffer().description
-        let call2 = await post.agent.invite(to: "sip:tablet@\(Kamailio.realm)", offer: offer2)
-        let ringing = try await tablet.events.next("incoming at tablet") { if case .incoming = $0 { true } else { false } }
-        guard case .incoming(let tabletHandle, _, _, let offerAtTablet) = ringing else { return }
-        await tablet.agent.ring(tabletHandle)
-        _ = try await post.events.next("180 at post") { $0 == .progress(call2, status: 180) }
-        let (answer2, _) = try tablet.agent.mediaNegotiator(audioPort: 40030, videoPort: nil).answer(offerAtTablet)
-        await tablet.agent.answer(tabletHandle, with: answer2)
-        _ = try await post.events.next("post's call answered") {
-            if case .answered(let h, _) = $0 { h == call2 } else { false }
+            // Post → tablet: arrives over the tablet's own TLS flow (Kamailio cannot dial it).
+            let offer2 = post.agent.mediaNegotiator(audioPort: 40020, videoPort: nil).makeOffer().description
+            let call2 = await post.agent.invite(to: "sip:tablet@\(Kamailio.realm)", offer: offer2)
+            let ringing = try await tablet.events.next("incoming at tablet") { if case .incoming = $0 { true } else { false } }
+            guard case .incoming(let tabletHandle, _, _, let offerAtTablet) = ringing else { return }
+            await tablet.agent.ring(tabletHandle)
+            _ = try await post.events.next("180 at post") { $0 == .progress(call2, status: 180) }
+            let (answer2, _) = try tablet.agent.mediaNegotiator(audioPort: 40030, videoPort: nil).answer(offerAtTablet)
+            await tablet.agent.answer(tabletHandle, with: answer2)
+            _ = try await post.events.next("post's call answered") {
+                if case .answered(let h, _) = $0 { h == call2 } else { false }
+            }
+            await post.agent.hangUp(call2)
+            _ = try await tablet.events.next("BYE at tablet") { $0 == .remoteHungUp(tabletHandle) }
+            await tablet.agent.shutdown()
+            await post.agent.shutdown()
         }
-        await post.agent.hangUp(call2)
-        _ = try await tablet.events.next("BYE at tablet") { $0 == .remoteHungUp(tabletHandle) }
-        await tablet.agent.shutdown()
-        await post.agent.shutdown()
     }
 }

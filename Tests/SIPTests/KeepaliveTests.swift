@@ -29,62 +29,58 @@ import Testing
     }
 
     @Test func udpSTUNKeepaliveNoticesADeadEdgeProxyAndRegistersAgainAfterRestart() async throws {
-        let certificates = try TestCertificates()
-        let kamailio = try await Kamailio(certificates: certificates, password: Self.password, stun: true)
-        defer { kamailio.stop() }
-        try await kamailio.waitUntilReady()
-        let tablet = try await KamailioTests().startAgent(
-            user: "tablet", transport: .udp, proxy: kamailio.udpURI, passwordFile: try passwordFile(certificates))
-        _ = try await tablet.registrations.next("registered") { if case .registered = $0 { true } else { false } }
-        // Registered for 120 s, keepalive every second: STUN answers show in the status.
-        let alive = try await status(of: tablet.agent, "STUN keepalive answered") {
-            $0.state == .registered && $0.detail.contains("STUN: answered")
-        }
-        print("status while alive: \(alive.detail)")
+        try await Kamailio.withRunning(password: Self.password, stun: true) { certificates, kamailio in
+            let tablet = try await KamailioTests().startAgent(
+                user: "tablet", transport: .udp, proxy: kamailio.udpURI, passwordFile: try passwordFile(certificates))
+            _ = try await tablet.registrations.next("registered") { if case .registered = $0 { true } else { false } }
+            // Registered for 120 s, keepalive every second: STUN answers show in the status.
+            let alive = try await status(of: tablet.agent, "STUN keepalive answered") {
+                $0.state == .registered && $0.detail.contains("STUN: answered")
+            }
+            print("status while alive: \(alive.detail)")
 
-        kamailio.stop()
-        let stopped = ContinuousClock.now
-        let lost = try await tablet.registrations.next("flow lost") { if case .failed = $0 { true } else { false } }
-        guard case .failed(_, let reason) = lost else { return }
-        #expect(reason == "no keepalive answer (STUN) from edge proxy")
-        print("dead edge proxy noticed after \(wholeMilliseconds(ContinuousClock.now - stopped)) ms: \(reason)")
-        let dead = await tablet.agent.registrationStatus().first
-        #expect(dead?.state != .registered, "status: \(String(describing: dead))")
+            kamailio.stop()
+            let stopped = ContinuousClock.now
+            let lost = try await tablet.registrations.next("flow lost") { if case .failed = $0 { true } else { false } }
+            guard case .failed(_, let reason) = lost else { return }
+            #expect(reason == "no keepalive answer (STUN) from edge proxy")
+            print("dead edge proxy noticed after \(wholeMilliseconds(ContinuousClock.now - stopped)) ms: \(reason)")
+            let dead = await tablet.agent.registrationStatus().first
+            #expect(dead?.state != .registered, "status: \(String(describing: dead))")
 
-        let acceptedBefore = kamailio.log.components(separatedBy: "REGISTER accepted for tablet").count
-        try kamailio.start()
-        try await kamailio.waitUntilReady()
-        _ = try await tablet.registrations.next("registered again", timeout: .seconds(20)) {
-            if case .registered = $0 { true } else { false }
+            let acceptedBefore = kamailio.log.components(separatedBy: "REGISTER accepted for tablet").count
+            try kamailio.start()
+            try await kamailio.waitUntilReady()
+            _ = try await tablet.registrations.next("registered again", timeout: .seconds(20)) {
+                if case .registered = $0 { true } else { false }
+            }
+            #expect(kamailio.log.components(separatedBy: "REGISTER accepted for tablet").count > acceptedBefore)
+            _ = try await status(of: tablet.agent, "STUN keepalive answered again") {
+                $0.state == .registered && $0.detail.contains("STUN: answered")
+            }
+            await tablet.agent.shutdown()
         }
-        #expect(kamailio.log.components(separatedBy: "REGISTER accepted for tablet").count > acceptedBefore)
-        _ = try await status(of: tablet.agent, "STUN keepalive answered again") {
-            $0.state == .registered && $0.detail.contains("STUN: answered")
-        }
-        await tablet.agent.shutdown()
     }
 
     @Test func udpKeepaliveFallsBackToOptionsWhenTheEdgeProxyHasNoSTUN() async throws {
-        let certificates = try TestCertificates()
-        let kamailio = try await Kamailio(certificates: certificates, password: Self.password, stun: false)
-        defer { kamailio.stop() }
-        try await kamailio.waitUntilReady()
-        let tablet = try await KamailioTests().startAgent(
-            user: "tablet", transport: .udp, proxy: kamailio.udpURI, passwordFile: try passwordFile(certificates))
-        _ = try await tablet.registrations.next("registered") { if case .registered = $0 { true } else { false } }
-        let options = try await status(of: tablet.agent, "OPTIONS keepalive answered") {
-            $0.state == .registered && $0.detail.contains("OPTIONS") && $0.detail.contains(": answered")
-        }
-        print("status without STUN: \(options.detail)")
-        // A few more rounds: the flow stays up (no STUN is not a dead proxy).
-        try await Task.sleep(for: .seconds(3))
-        #expect(!(await tablet.registrations.all()).contains { if case .failed = $0 { true } else { false } })
-        #expect(kamailio.log.contains("request OPTIONS"))
+        try await Kamailio.withRunning(password: Self.password, stun: false) { certificates, kamailio in
+            let tablet = try await KamailioTests().startAgent(
+                user: "tablet", transport: .udp, proxy: kamailio.udpURI, passwordFile: try passwordFile(certificates))
+            _ = try await tablet.registrations.next("registered") { if case .registered = $0 { true } else { false } }
+            let options = try await status(of: tablet.agent, "OPTIONS keepalive answered") {
+                $0.state == .registered && $0.detail.contains("OPTIONS") && $0.detail.contains(": answered")
+            }
+            print("status without STUN: \(options.detail)")
+            // A few more rounds: the flow stays up (no STUN is not a dead proxy).
+            try await Task.sleep(for: .seconds(3))
+            #expect(!(await tablet.registrations.all()).contains { if case .failed = $0 { true } else { false } })
+            #expect(kamailio.log.contains("request OPTIONS"))
 
-        kamailio.stop()
-        let lost = try await tablet.registrations.next("flow lost") { if case .failed = $0 { true } else { false } }
-        guard case .failed(_, let reason) = lost else { return }
-        #expect(reason == "no keepalive answer (OPTIONS) from edge proxy")
-        await tablet.agent.shutdown()
+            kamailio.stop()
+            let lost = try await tablet.registrations.next("flow lost") { if case .failed = $0 { true } else { false } }
+            guard case .failed(_, let reason) = lost else { return }
+            #expect(reason == "no keepalive answer (OPTIONS) from edge proxy")
+            await tablet.agent.shutdown()
+        }
     }
 }

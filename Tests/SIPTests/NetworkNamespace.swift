@@ -141,10 +141,8 @@ extension NetworkNamespace {
     ) async throws -> T {
         let namespace = try NetworkNamespace()
         defer { namespace.remove() }
-        let certificates = try TestCertificates()
-        let kamailio = try await Kamailio(certificates: certificates, password: password, host: namespace.hostAddress)
-        defer { kamailio.stop() }
-        try await kamailio.waitUntilReady()
-        return try await body(namespace, certificates, kamailio)
+        return try await Kamailio.withRunning(password: password, host: namespace.hostAddress) { certificates, kamailio in
+            try await body(namespace, certificates, kamailio)
+        }
     }
 }

@@ -27,32 +27,28 @@ import Testing
     }
 
     @Test func registersWithAnEdgeProxyGivenByAddress() async throws {
-        let certificates = try TestCertificates()
-        let kamailio = try await Kamailio(certificates: certificates, password: KamailioTests.password)
-        defer { kamailio.stop() }
-        try await kamailio.waitUntilReady()
-        #expect(kamailio.tlsURI.hasPrefix("sip:127.0.0.1:"))
-        let (agent, registrations) = try await startAgent(kamailio: kamailio, certificates: certificates)
-        let event = try await registrations.next("registered or failed") {
-            switch $0 {
-            case .registered, .failed: true
-            default: false
+        try await Kamailio.withRunning(password: KamailioTests.password) { certificates, kamailio in
+            #expect(kamailio.tlsURI.hasPrefix("sip:127.0.0.1:"))
+            let (agent, registrations) = try await startAgent(kamailio: kamailio, certificates: certificates)
+            let event = try await registrations.next("registered or failed") {
+                switch $0 {
+                case .registered, .failed: true
+                default: false
+                }
             }
+            #expect(event == .registered(proxy: kamailio.tlsURI, expires: 120), "got \(event)")
+            await agent.shutdown()
         }
-        #expect(event == .registered(proxy: kamailio.tlsURI, expires: 120), "got \(event)")
-        await agent.shutdown()
     }
 
     @Test func aCertificateThatDoesNotNameTheAddressIsRefused() async throws {
-        let certificates = try TestCertificates(serverNames: "DNS:localhost")
-        let kamailio = try await Kamailio(certificates: certificates, password: KamailioTests.password)
-        defer { kamailio.stop() }
-        try await kamailio.waitUntilReady()
-        let (agent, registrations) = try await startAgent(kamailio: kamailio, certificates: certificates)
-        let event = try await registrations.next("failed") { if case .failed = $0 { true } else { false } }
-        guard case .failed(_, let reason) = event else { Issue.record("not failed: \(event)"); return }
-        #expect(reason.contains("certificate") || reason.contains("hostname"), "reason: \(reason)")
-        await agent.shutdown()
-        #expect(!kamailio.log.contains("request REGISTER"), "kamailio log: \(kamailio.log)")
+        try await Kamailio.withRunning(password: KamailioTests.password, serverNames: "DNS:localhost") { certificates, kamailio in
+            let (agent, registrations) = try await startAgent(kamailio: kamailio, certificates: certificates)
+            let event = try await registrations.next("failed") { if case .failed = $0 { true } else { false } }
+            guard case .failed(_, let reason) = event else { Issue.record("not failed: \(event)"); return }
+            #expect(reason.contains("certificate") || reason.contains("hostname"), "reason: \(reason)")
+            await agent.shutdown()
+            #expect(!kamailio.log.contains("request REGISTER"), "kamailio log: \(kamailio.log)")
+        }
     }
 }
