@@ -157,7 +157,7 @@ let package = Package(
             ],
             path: "Sources/SIPBenchmark", swiftSettings: strict),
         // Prints I420 conversion and whole-frame render times for the screen (issue 9); not a test.
-        .executableTarget(name: "screen-benchmark", dependencies: ["Screen", "Devices"], path: "Sources/ScreenBenchmark", swiftSettings: strict),
+        .executableTarget(name: "screen-benchmark", dependencies: ["Screen", "Devices", "CallFlow"], path: "Sources/ScreenBenchmark", swiftSettings: strict),
         // Prints codec, CPU and latency figures for media (issue 4); not a test.
         .executableTarget(
             name: "media-benchmark",

@@ -56,6 +56,12 @@ public final class LiveScreen: Sendable {
     /// Starts the drawing thread.
     public func start() {
         let thread = Thread { [self] in
+            // Foundation's Thread.name does not reach the kernel here; /proc/thread-self/comm
+            // does, so `top -H` and the benchmark see a "screen" thread.
+            if let comm = FileHandle(forWritingAtPath: "/proc/thread-self/comm") {
+                comm.write(Data("screen".utf8))
+                try? comm.close()
+            }
             drawLoop()
             finished.signal()
         }
