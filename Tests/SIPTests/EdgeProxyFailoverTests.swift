@@ -40,6 +40,32 @@ import Testing
         throw TimedOut(what: "\(count) registered flows: \(await agent.registrationStatus())")
     }
 
+    /// Two ready Kamailio edge proxies with the same certificates, and the tablet and a post
+    /// each registered through both (keepalive every `keepalive`), for `body`; the proxies are
+    /// stopped afterwards, also when `body` throws.
+    func withBothRegistered(
+        keepalive: Duration = .seconds(1),
+        _ body: (_ first: Kamailio, _ second: Kamailio, _ tablet: KamailioTests.Agent, _ post: KamailioTests.Agent) async throws -> Void
+    ) async throws {
+        let certificates = try TestCertificates()
+        let first = try await Kamailio(certificates: certificates, password: Self.password)
+        defer { first.stop() }
+        let second = try await Kamailio(certificates: certificates, password: Self.password)
+        defer { second.stop() }
+        try await first.waitUntilReady()
+        try await second.waitUntilReady()
+        let passwordFile = try KamailioTests().writePassword(Self.password, in: certificates.directory)
+        let tablet = try await startAgent(user: "tablet", instance: KamailioTests.instance,
+                                          proxies: [first.udpURI, second.udpURI], passwordFile: passwordFile,
+                                          keepalive: keepalive)
+        let post = try await startAgent(user: "post1", instance: "urn:uuid:0b7d5e1a-8c55-4a1e-bb0e-3f0f6c9a1d42",
+                                        proxies: [first.udpURI, second.udpURI], passwordFile: passwordFile,
+                                        keepalive: keepalive)
+        try await allRegistered(tablet.agent, count: 2)
+        try await allRegistered(post.agent, count: 2)
+        try await body(first, second, tablet, post)
+    }
+
     /// Calls the post; returns when answered and hung up again, with the time to the answer.
     func call(from tablet: KamailioTests.Agent, to post: KamailioTests.Agent) async throws -> Duration {
         let start = ContinuousClock.now
@@ -63,79 +89,53 @@ import Testing
     }
 
     @Test func oneEdgeProxyDeadCallsGoThroughTheOther() async throws {
-        let certificates = try TestCertificates()
-        let first = try await Kamailio(certificates: certificates, password: Self.password)
-        defer { first.stop() }
-        let second = try await Kamailio(certificates: certificates, password: Self.password)
-        defer { second.stop() }
-        try await first.waitUntilReady()
-        try await second.waitUntilReady()
-        let passwordFile = try KamailioTests().writePassword(Self.password, in: certificates.directory)
-        let tablet = try await startAgent(user: "tablet", instance: KamailioTests.instance,
-                                          proxies: [first.udpURI, second.udpURI], passwordFile: passwordFile)
-        let post = try await startAgent(user: "post1", instance: "urn:uuid:0b7d5e1a-8c55-4a1e-bb0e-3f0f6c9a1d42",
-                                        proxies: [first.udpURI, second.udpURI], passwordFile: passwordFile)
-        try await allRegistered(tablet.agent, count: 2)
-        try await allRegistered(post.agent, count: 2)
-        // One binding per proxy, told apart by reg-id (RFC 5626 §4.2).
-        #expect(first.log.contains("REGISTER accepted for tablet") && first.log.contains("reg-id=1"))
-        #expect(second.log.contains("REGISTER accepted for tablet") && second.log.contains("reg-id=2"))
+        try await withBothRegistered { first, second, tablet, post in
+            // One binding per proxy, told apart by reg-id (RFC 5626 §4.2).
+            #expect(first.log.contains("REGISTER accepted for tablet") && first.log.contains("reg-id=1"))
+            #expect(second.log.contains("REGISTER accepted for tablet") && second.log.contains("reg-id=2"))
 
-        // Both alive: the call goes through the first.
-        let both = try await call(from: tablet, to: post)
-        #expect(first.log.contains("request INVITE"))
-        #expect(!second.log.contains("request INVITE"))
-        print("answered with both edge proxies alive: \(wholeMilliseconds(both)) ms")
+            // Both alive: the call goes through the first.
+            let both = try await call(from: tablet, to: post)
+            #expect(first.log.contains("request INVITE"))
+            #expect(!second.log.contains("request INVITE"))
+            print("answered with both edge proxies alive: \(wholeMilliseconds(both)) ms")
 
-        // The first dies. Nobody calls; the keepalive notices.
-        first.stop()
-        let firstURI = first.udpURI
-        let lost = try await tablet.registrations.next("first flow lost") {
-            if case .failed(let proxy, _) = $0 { proxy == firstURI } else { false }
+            // The first dies. Nobody calls; the keepalive notices.
+            first.stop()
+            let firstURI = first.udpURI
+            let lost = try await tablet.registrations.next("first flow lost") {
+                if case .failed(let proxy, _) = $0 { proxy == firstURI } else { false }
+            }
+            print("first edge proxy dead: \(lost)")
+            let status = await tablet.agent.registrationStatus()
+            #expect(status.first { $0.proxy == first.udpURI }?.state != .registered)
+            #expect(status.first { $0.proxy == second.udpURI }?.state == .registered)
+
+            // The press now: the INVITE goes through the second, and the post answers.
+            let failover = try await call(from: tablet, to: post)
+            #expect(second.log.contains("request INVITE"))
+            print("answered through the second edge proxy, the first dead: \(wholeMilliseconds(failover)) ms")
+            await tablet.agent.shutdown()
+            await post.agent.shutdown()
         }
-        print("first edge proxy dead: \(lost)")
-        let status = await tablet.agent.registrationStatus()
-        #expect(status.first { $0.proxy == first.udpURI }?.state != .registered)
-        #expect(status.first { $0.proxy == second.udpURI }?.state == .registered)
-
-        // The press now: the INVITE goes through the second, and the post answers.
-        let failover = try await call(from: tablet, to: post)
-        #expect(second.log.contains("request INVITE"))
-        print("answered through the second edge proxy, the first dead: \(wholeMilliseconds(failover)) ms")
-        await tablet.agent.shutdown()
-        await post.agent.shutdown()
     }
 
     /// The edge proxy dies just before the press, so no keepalive has noticed yet: the INVITE
     /// hears nothing from it, and after 2·T1 goes over the other flow.
     @Test func anEdgeProxyThatDiedSinceItsLastKeepaliveCostsTwoT1() async throws {
-        let certificates = try TestCertificates()
-        let first = try await Kamailio(certificates: certificates, password: Self.password)
-        defer { first.stop() }
-        let second = try await Kamailio(certificates: certificates, password: Self.password)
-        defer { second.stop() }
-        try await first.waitUntilReady()
-        try await second.waitUntilReady()
-        let passwordFile = try KamailioTests().writePassword(Self.password, in: certificates.directory)
         // Keepalive every 60 s: it will not be what notices.
-        let tablet = try await startAgent(user: "tablet", instance: KamailioTests.instance,
-                                          proxies: [first.udpURI, second.udpURI], passwordFile: passwordFile,
-                                          keepalive: .seconds(60))
-        let post = try await startAgent(user: "post1", instance: "urn:uuid:0b7d5e1a-8c55-4a1e-bb0e-3f0f6c9a1d42",
-                                        proxies: [first.udpURI, second.udpURI], passwordFile: passwordFile,
-                                        keepalive: .seconds(60))
-        try await allRegistered(tablet.agent, count: 2)
-        try await allRegistered(post.agent, count: 2)
-        first.stop()
-        let elapsed = try await call(from: tablet, to: post)
-        print("answered through the second edge proxy, the first dead but not yet noticed: \(wholeMilliseconds(elapsed)) ms (2·T1 = 200 ms here)")
-        #expect(second.log.contains("request INVITE"))
-        let firstURI = first.udpURI
-        let events = await tablet.registrations.all()
-        #expect(events.contains(.failed(proxy: firstURI, reason: "no response to INVITE from edge proxy")))
-        // Generous bound: far below Timer B (6.4 s here), which is what it cost before.
-        #expect(elapsed < .seconds(3))
-        await tablet.agent.shutdown()
-        await post.agent.shutdown()
+        try await withBothRegistered(keepalive: .seconds(60)) { first, second, tablet, post in
+            first.stop()
+            let elapsed = try await call(from: tablet, to: post)
+            print("answered through the second edge proxy, the first dead but not yet noticed: \(wholeMilliseconds(elapsed)) ms (2·T1 = 200 ms here)")
+            #expect(second.log.contains("request INVITE"))
+            let firstURI = first.udpURI
+            let events = await tablet.registrations.all()
+            #expect(events.contains(.failed(proxy: firstURI, reason: "no response to INVITE from edge proxy")))
+            // Generous bound: far below Timer B (6.4 s here), which is what it cost before.
+            #expect(elapsed < .seconds(3))
+            await tablet.agent.shutdown()
+            await post.agent.shutdown()
+        }
     }
 }
