@@ -16,14 +16,36 @@ public enum DigestAlgorithm: String, Sendable, CaseIterable {
         }
     }
 
-    func hexDigest(_ text: String) -> String {
+    func hexDigest(_ text: String) throws(DigestUnavailable) -> String {
         let bytes = Array(text.utf8)
-        let digest: [UInt8]
+        let digest: [UInt8]?
         switch self {
         case .md5: digest = MD5.hash(bytes)
         case .sha256: digest = SHA256.hash(bytes)
         }
+        guard let digest else { throw DigestUnavailable(algorithm: self) }
         return hex(digest)
+    }
+
+    /// Whether libcrypto computes this digest here. MD5 is missing from a FIPS-only OpenSSL
+    /// provider set-up; neither is there when only the base provider is configured. Asked once.
+    public var isAvailable: Bool {
+        switch self {
+        case .md5: Self.md5Available
+        case .sha256: Self.sha256Available
+        }
+    }
+
+    private static let md5Available = MD5.hash([]) != nil
+    private static let sha256Available = SHA256.hash([]) != nil
+}
+
+/// libcrypto cannot compute a digest algorithm a server asked for: the challenge is refused
+/// (a registration failure or a failed INVITE with this reason), never a crash.
+public struct DigestUnavailable: Error, Equatable, Sendable, CustomStringConvertible {
+    public var algorithm: DigestAlgorithm
+    public var description: String {
+        "libcrypto cannot compute \(algorithm.rawValue) (OpenSSL configured without it, e.g. FIPS-only providers)"
     }
 }
 
@@ -90,25 +112,34 @@ public struct DigestChallenge: Sendable, Equatable {
         self.stale = fields["stale"]?.lowercased() == "true"
     }
 
-    /// The strongest usable challenge among several header values (SHA-256 over MD5).
+    /// The strongest usable challenge among several header values (SHA-256 over MD5); one whose
+    /// algorithm libcrypto cannot compute here is not usable (see `unavailable(in:)`).
     public static func best(of headers: [String]) -> DigestChallenge? {
-        headers.compactMap(DigestChallenge.init).max { $0.algorithm.strength < $1.algorithm.strength }
+        headers.compactMap(DigestChallenge.init).filter(\.algorithm.isAvailable)
+            .max { $0.algorithm.strength < $1.algorithm.strength }
+    }
+
+    /// The first algorithm offered in `headers` that libcrypto cannot compute, for the log line
+    /// and failure reason when `best(of:)` finds nothing.
+    public static func unavailable(in headers: [String]) -> DigestUnavailable? {
+        headers.compactMap(DigestChallenge.init).first { !$0.algorithm.isAvailable }
+            .map { DigestUnavailable(algorithm: $0.algorithm) }
     }
 
     /// The credentials header value for `method` and `uri` (RFC 2617 §3.2.2; RFC 8760 for SHA-256).
     /// `cnonce` and `nonceCount` are passed in so tests can check known answers.
     public func authorization(
         method: String, uri: String, username: String, password: String, cnonce: String, nonceCount: UInt32
-    ) -> String {
-        let ha1 = algorithm.hexDigest("\(username):\(realm):\(password)")
-        let ha2 = algorithm.hexDigest("\(method):\(uri)")
+    ) throws(DigestUnavailable) -> String {
+        let ha1 = try algorithm.hexDigest("\(username):\(realm):\(password)")
+        let ha2 = try algorithm.hexDigest("\(method):\(uri)")
         let nc = String(nonceCount, radix: 16)
         let paddedNC = String(repeating: "0", count: max(0, 8 - nc.count)) + nc
         let response: String
         if qopAuth {
-            response = algorithm.hexDigest("\(ha1):\(nonce):\(paddedNC):\(cnonce):auth:\(ha2)")
+            response = try algorithm.hexDigest("\(ha1):\(nonce):\(paddedNC):\(cnonce):auth:\(ha2)")
         } else {
-            response = algorithm.hexDigest("\(ha1):\(nonce):\(ha2)")
+            response = try algorithm.hexDigest("\(ha1):\(nonce):\(ha2)")
         }
         var parts = [
             "Digest username=\"\(quoted(username))\"", "realm=\"\(quoted(realm))\"", "nonce=\"\(quoted(nonce))\"",
@@ -173,23 +204,23 @@ func hex(_ bytes: [UInt8]) -> String {
 // BoringSSL next to NIOSSL's on every CI run. NIOSSL's BoringSSL has prefixed symbols, so the
 // two do not clash.
 
-/// One-shot digest of `message` with the named EVP digest. A digest libcrypto cannot provide
-/// is a broken installation, not a runtime condition: it stops the process with a clear reason.
-private func evpDigest(_ name: String, _ message: [UInt8]) -> [UInt8] {
+/// One-shot digest of `message` with the named EVP digest; nil when libcrypto cannot provide it
+/// (an OpenSSL configured FIPS-only has no MD5): the caller refuses the challenge.
+private func evpDigest(_ name: String, _ message: [UInt8]) -> [UInt8]? {
     var out = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
     let size = message.withUnsafeBufferPointer { input in
         out.withUnsafeMutableBufferPointer { output in
             beeldzorg_digest(name, input.baseAddress, input.count, output.baseAddress)
         }
     }
-    precondition(size > 0, "libcrypto cannot compute \(name)")
+    guard size > 0 else { return nil }
     return Array(out.prefix(Int(size)))
 }
 
 enum MD5 {
-    static func hash(_ message: [UInt8]) -> [UInt8] { evpDigest("MD5", message) }
+    static func hash(_ message: [UInt8]) -> [UInt8]? { evpDigest("MD5", message) }
 }
 
 enum SHA256 {
-    static func hash(_ message: [UInt8]) -> [UInt8] { evpDigest("SHA256", message) }
+    static func hash(_ message: [UInt8]) -> [UInt8]? { evpDigest("SHA256", message) }
 }

@@ -273,9 +273,12 @@ extension UserAgent {
         if let challenge = flow.challenge, let password = readPassword() {
             flow.nonceCount = flow.answeredNonce == challenge.nonce ? flow.nonceCount + 1 : 1
             flow.answeredNonce = challenge.nonce
-            headers.add(flow.challengeHeader, challenge.authorization(
+            // `best(of:)` only picks algorithms libcrypto computes, so this does not throw in practice.
+            if let credentials = try? challenge.authorization(
                 method: "REGISTER", uri: requestURI, username: registration.authUser, password: password,
-                cnonce: randomToken(8), nonceCount: flow.nonceCount))
+                cnonce: randomToken(8), nonceCount: flow.nonceCount) {
+                headers.add(flow.challengeHeader, credentials)
+            }
         }
         return SIPRequest(method: .register, uri: requestURI, headers: headers)
     }
@@ -336,7 +339,12 @@ extension UserAgent {
         case 401, 407:
             let header = response.status == 401 ? "WWW-Authenticate" : "Proxy-Authenticate"
             guard let challenge = DigestChallenge.best(of: response.headers.values(header)) else {
-                registrationFailed(flow, reason: "\(response.status) without a usable digest challenge")
+                if let missing = DigestChallenge.unavailable(in: response.headers.values(header)) {
+                    logger.error("digest challenge refused: \(missing)", metadata: ["proxy": "\(flow.proxy.uri)"])
+                    registrationFailed(flow, reason: "\(response.status) challenge refused: \(missing)")
+                } else {
+                    registrationFailed(flow, reason: "\(response.status) without a usable digest challenge")
+                }
                 return
             }
             if flow.authAttempts >= 1, !challenge.stale {
@@ -644,8 +652,16 @@ extension UserAgent {
     func resendAuthenticated(_ call: Call, challenge response: SIPResponse) -> Bool {
         guard let registration = configuration.registration, let password = readPassword() else { return false }
         let header = response.status == 401 ? "WWW-Authenticate" : "Proxy-Authenticate"
-        guard let challenge = DigestChallenge.best(of: response.headers.values(header)),
-              call.authenticatedNonce != challenge.nonce
+        guard let challenge = DigestChallenge.best(of: response.headers.values(header)) else {
+            if let missing = DigestChallenge.unavailable(in: response.headers.values(header)) {
+                logger.error("digest challenge to INVITE refused: \(missing)", metadata: ["call": "\(call.handle)"])
+            }
+            return false
+        }
+        guard call.authenticatedNonce != challenge.nonce,
+              let credentials = try? challenge.authorization(
+                  method: "INVITE", uri: call.invite.uri, username: registration.authUser, password: password,
+                  cnonce: randomToken(8), nonceCount: 1)
         else { return false }
         call.authenticatedNonce = challenge.nonce
         var request = call.invite
@@ -657,9 +673,7 @@ extension UserAgent {
         request.headers.remove("Proxy-Authorization")
         request.headers.prepend("Via", via(branch))
         request.headers.add("CSeq", "\(call.localCSeq) INVITE")
-        request.headers.add(response.status == 401 ? "Authorization" : "Proxy-Authorization", challenge.authorization(
-            method: "INVITE", uri: request.uri, username: registration.authUser, password: password,
-            cnonce: randomToken(8), nonceCount: 1))
+        request.headers.add(response.status == 401 ? "Authorization" : "Proxy-Authorization", credentials)
         inviteBranches[call.inviteBranch] = nil
         call.inviteBranch = branch
         inviteBranches[branch] = call.handle

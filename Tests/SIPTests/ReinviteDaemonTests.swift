@@ -309,18 +309,18 @@ import Testing
             return URL(fileURLWithPath: FileManager.default.currentDirectoryPath).appendingPathComponent(".build/debug")
         }()
 
-        init(directory: URL, post: String) throws {
-            self.directory = directory
-            output = directory.appendingPathComponent("daemon.log")
+        /// The configuration: sipp (or any peer) as the only post, UDP, SRTP required;
+        /// `account` and `extra` add lines to the account section and the top level.
+        static func configuration(directory: URL, post: String, account: String = "", extra: String = "") -> String {
             let d = directory.path
-            mkfifo("\(d)/button", 0o600)
             let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
                 .deletingLastPathComponent()
-            try """
+            return """
             account:
               user: tablet
               domain: 127.0.0.1
               listen_host: 127.0.0.1
+            \(account)
             transport: udp
             srtp: required
             centrale:
@@ -340,16 +340,30 @@ import Testing
             control_socket: \(d)/control.sock
             prompts: \(root.appendingPathComponent("prompts").path)
             demo_centrale: false
-            """.write(toFile: "\(d)/beeldzorgd.yaml", atomically: true, encoding: .utf8)
+            \(extra)
+            """
+        }
+
+        init(directory: URL, post: String, account: String = "", extra: String = "",
+             environment: [String: String] = [:]) throws {
+            self.directory = directory
+            output = directory.appendingPathComponent("daemon.log")
+            let d = directory.path
+            mkfifo("\(d)/button", 0o600)
+            try Self.configuration(directory: directory, post: post, account: account, extra: extra)
+                .write(toFile: "\(d)/beeldzorgd.yaml", atomically: true, encoding: .utf8)
             FileManager.default.createFile(atPath: output.path, contents: nil)
             let log = try FileHandle(forWritingTo: output)
             process.executableURL = Self.binaries.appendingPathComponent("beeldzorgd")
             process.arguments = ["--config", "\(d)/beeldzorgd.yaml", "--console", "--log-level", "debug"]
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
             process.standardOutput = log
             process.standardError = log
             process.standardInput = FileHandle.nullDevice
             try process.run()
         }
+
+        var isRunning: Bool { process.isRunning }
 
         var log: String { (try? String(contentsOf: output, encoding: .utf8)) ?? "" }
 
