@@ -185,7 +185,9 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "StoreTests", dependencies: ["Store"], swiftSettings: strict),
-        .testTarget(name: "ProvisioningTests", dependencies: ["Provisioning", "Store"], swiftSettings: strict),
+        // Test set-up shared by test targets (throwaway PKI, Python test servers); no test framework.
+        .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: strict),
+        .testTarget(name: "ProvisioningTests", dependencies: ["Provisioning", "Store", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "BeeldzorgConfigTests", dependencies: ["BeeldzorgConfig"], swiftSettings: strict),
         .testTarget(name: "ControlTests", dependencies: ["Control"], swiftSettings: strict),
         .testTarget(name: "ScreenTests", dependencies: ["Screen", "CallFlow", "Devices"],
@@ -193,7 +195,7 @@ let package = Package(
         .testTarget(name: "DaemonTests", dependencies: ["Daemon"], swiftSettings: strict),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["Control", "BeeldzorgConfig", "Store", "Screen"],
+            dependencies: ["Control", "BeeldzorgConfig", "Store", "Screen", "TestSupport"],
             swiftSettings: strict
         ),
     ]

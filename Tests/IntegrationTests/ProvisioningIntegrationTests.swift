@@ -1,6 +1,7 @@
 import BeeldzorgConfig
 import Control
 import Foundation
+import TestSupport
 import Testing
 
 /// The built beeldzorgd with a `provisioning:` section, against an organisation's server
@@ -21,7 +22,7 @@ struct ProvisioningIntegrationTests {
     final class OrganisationServer {
         let directory: String
         let port: Int
-        private let process = Process()
+        private let process: Process
 
         var caFile: String { directory + "/ca.pem" }
         var tokenFile: String { directory + "/token" }
@@ -29,38 +30,14 @@ struct ProvisioningIntegrationTests {
         init() throws {
             directory = NSTemporaryDirectory() + "bz-it-org-" + UUID().uuidString.prefix(8)
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-            let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-            try Self.openssl(["req", "-x509"] + ec + ["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=bz it ca",
-                                                      "-addext", "basicConstraints=critical,CA:TRUE",
-                                                      "-addext", "keyUsage=critical,keyCertSign,cRLSign"], in: directory)
-            try Self.openssl(["req", "-new"] + ec + ["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"], in: directory)
-            try "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n".write(toFile: directory + "/ext", atomically: true, encoding: .utf8)
-            try Self.openssl(["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-                              "-out", "server.pem", "-days", "2", "-extfile", "ext"], in: directory)
+            _ = try TestPKI(directory: directory)
             try ProvisioningIntegrationTests.document.write(toFile: directory + "/doc.json", atomically: true, encoding: .utf8)
             try (ProvisioningIntegrationTests.token + "\n").write(toFile: directory + "/token", atomically: true, encoding: .utf8)
             chmod(directory + "/token", 0o600)
             try Self.script.write(toFile: directory + "/server.py", atomically: true, encoding: .utf8)
 
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-            process.arguments = ["-u", directory + "/server.py", directory, ProvisioningIntegrationTests.token]
-            let out = Pipe()
-            process.standardOutput = out
-            process.standardError = FileHandle.nullDevice
-            try process.run()
-            var line = Data()
-            while !line.contains(UInt8(ascii: "\n")) {
-                let chunk = out.fileHandleForReading.availableData
-                if chunk.isEmpty { break }
-                line.append(chunk)
-            }
-            let text = String(decoding: line, as: UTF8.self)
-            guard text.hasPrefix("PORT "), let port = Int(text.dropFirst(5).trimmingCharacters(in: .whitespacesAndNewlines)) else {
-                kill(process.processIdentifier, SIGKILL)
-                process.waitUntilExit()
-                throw HarnessError("organisation server did not start: \(text)")
-            }
-            self.port = port
+            (process, port) = try launchPortPrintingServer(
+                [directory + "/server.py", directory, ProvisioningIntegrationTests.token])
         }
 
         /// Every POST received: (path, Idempotency-Key, body id).
@@ -73,26 +50,11 @@ struct ProvisioningIntegrationTests {
         }
 
         func stop() {
-            if process.isRunning {
-                kill(process.processIdentifier, SIGKILL)
-                process.waitUntilExit()
-            }
+            killTestServer(process)
             try? FileManager.default.removeItem(atPath: directory)
         }
 
         deinit { stop() }
-
-        private static func openssl(_ arguments: [String], in directory: String) throws {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
-            process.arguments = arguments
-            process.currentDirectoryURL = URL(fileURLWithPath: directory)
-            process.standardOutput = FileHandle.nullDevice
-            process.standardError = FileHandle.nullDevice
-            try process.run()
-            process.waitUntilExit()
-            guard process.terminationStatus == 0 else { throw HarnessError("openssl \(arguments[0]) failed") }
-        }
 
         static let script = #"""
             import hashlib, http.server, json, os, ssl, sys, threading

@@ -1,70 +1,17 @@
 import Foundation
+import TestSupport
 import Testing
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// Runs `openssl` with `arguments` in `directory`; throws on a non-zero exit.
-func openssl(_ arguments: [String], in directory: String) throws {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
-    process.arguments = arguments
-    process.currentDirectoryURL = URL(fileURLWithPath: directory)
-    process.standardOutput = FileHandle.nullDevice
-    let errors = Pipe()
-    process.standardError = errors
-    try process.run()
-    process.waitUntilExit()
-    guard process.terminationStatus == 0 else {
-        let message = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        throw TestServer.Failure("openssl \(arguments.first ?? ""): \(message)")
-    }
-}
-
-/// A throwaway PKI: the CA the tablet pins, a server certificate for 127.0.0.1 signed by
-/// it, and an unrelated CA (for the wrong-certificate test).
-struct TestPKI {
-    let directory: String
-    var caFile: String { directory + "/ca.pem" }
-    var otherCAFile: String { directory + "/other-ca.pem" }
-    var serverCertFile: String { directory + "/server.pem" }
-    var serverKeyFile: String { directory + "/server.key" }
-
-    init(directory: String) throws {
-        self.directory = directory
-        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-        for name in ["ca", "other-ca"] {
-            try openssl(
-                ["req", "-x509"] + ec + [
-                    "-keyout", "\(name).key", "-out", "\(name).pem", "-days", "2",
-                    "-subj", "/CN=Beeldzorg test \(name)",
-                    "-addext", "basicConstraints=critical,CA:TRUE",
-                    "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-                ], in: directory)
-        }
-        try openssl(
-            ["req", "-new"] + ec + ["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"],
-            in: directory)
-        try "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n"
-            .write(toFile: directory + "/server.ext", atomically: true, encoding: .utf8)
-        try openssl(
-            [
-                "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-                "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "server.ext",
-            ], in: directory)
-    }
-}
-
 /// Python's http.server with ssl on 127.0.0.1, started for one test and stopped by PID.
 /// It serves `doc.json` from its directory (re-read on every request) at /doc with a
 /// content-derived ETag and 304 on a matching If-None-Match; other paths misbehave on
 /// purpose (see `script`).
 final class TestServer {
-    struct Failure: Error, CustomStringConvertible {
-        var description: String
-        init(_ description: String) { self.description = description }
-    }
+    typealias Failure = TestSetupFailure
 
     static let token = "test-token-1234"
 
@@ -83,38 +30,12 @@ final class TestServer {
 
     /// Starts the Python server; it prints "PORT <n>" once it listens.
     private static func launch(directory: String, port: Int) throws -> (Process, Int) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        process.arguments = ["-u", directory + "/server.py", directory, Self.token, String(port)]
-        let out = Pipe()
-        process.standardOutput = out
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        var line = Data()
-        while !line.contains(UInt8(ascii: "\n")) {
-            let chunk = out.fileHandleForReading.availableData
-            if chunk.isEmpty { break }
-            line.append(chunk)
-        }
-        let text = String(decoding: line, as: UTF8.self)
-        guard text.hasPrefix("PORT "),
-            let port = Int(text.dropFirst(5).trimmingCharacters(in: .whitespacesAndNewlines))
-        else {
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
-            throw Failure("test server did not start: \(text)")
-        }
-        return (process, port)
+        try launchPortPrintingServer([directory + "/server.py", directory, Self.token, String(port)])
     }
 
     /// Stops the server process (by PID) but keeps its directory and port: connections to
     /// it are refused until ``bringUp()``.
-    func takeDown() {
-        if process.isRunning {
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
-        }
-    }
+    func takeDown() { killTestServer(process) }
 
     /// Starts the server again on the same port, with the same files.
     func bringUp() throws {
@@ -162,12 +83,7 @@ final class TestServer {
     }
 
     func stop() {
-        if process.isRunning {
-            // SIGKILL, not SIGTERM: the child inherits the signal mask of the test runner's
-            // thread that spawned it, where SIGTERM can be blocked, and then never exits.
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
-        }
+        killTestServer(process)
         try? FileManager.default.removeItem(atPath: directory)
     }
 
