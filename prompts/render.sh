@@ -2,7 +2,8 @@
 # Renders the spoken prompts to WAV (48 kHz, mono, signed 16-bit) with espeak-ng's Dutch
 # voice and sox. Run at build/image time; needs the Debian packages espeak-ng and sox.
 #
-#   prompts/render.sh [TEXTFILE [OUTDIR]]     every prompt without a {placeholder}
+#   prompts/render.sh [TEXTFILE [OUTDIR]]     every spoken prompt without a {placeholder}
+#                                             (screen_* lines are screen text, not rendered)
 #                                             (default prompts/nl.txt -> prompts/wav/nl/KEY.wav;
 #                                             DIR/LANG.txt -> DIR/wav/LANG/KEY.wav)
 #   prompts/render.sh --text "Zin." OUT.wav   one sentence
@@ -44,6 +45,8 @@ while IFS= read -r line || [ -n "$line" ]; do
     key="$(printf '%s' "${line%%=*}" | sed 's/[[:space:]]*$//; s/^[[:space:]]*//')"
     text="$(printf '%s' "${line#*=}" | sed 's/[[:space:]]*$//; s/^[[:space:]]*//')"
     case "$text" in *'{'*) echo "skip $key (has a placeholder; rendered at run time)"; continue ;; esac
+    # screen_* lines are words on the screen (Sources/Screen/ScreenTexts.swift), never spoken.
+    case "$key" in screen_*) continue ;; esac
     render_one "$text" "$outdir/$key.wav"
     n=$((n + 1))
 done < "$textfile"

@@ -44,6 +44,10 @@ public struct PromptCatalog: Sendable, Equatable {
     /// Keys in file order.
     public private(set) var keys: [String]
 
+    /// The keys that are spoken: all but the `screen_*` lines, which are words on the screen
+    /// (Sources/Screen/ScreenTexts.swift) and never rendered to audio.
+    public var spokenKeys: [String] { keys.filter { !$0.hasPrefix("screen_") } }
+
     /// Parses a catalog. `required` keys must all be present.
     public init(parsing contents: String, source: String, required: [String] = Key.required) throws(PromptCatalogError) {
         var texts: [String: String] = [:]
@@ -207,7 +211,7 @@ public final class PromptLibrary: Sendable {
     /// Renders every placeholder-free prompt that has no WAV yet, so the first press is not
     /// the moment a missing build step is discovered.
     public func warmUp() throws {
-        for key in catalog.keys where catalog.placeholders(of: key).isEmpty {
+        for key in catalog.spokenKeys where catalog.placeholders(of: key).isEmpty {
             _ = try clip(key)
         }
     }
