@@ -227,7 +227,7 @@ extension UserAgent {
                 throw ConfigurationError("edge proxy \(proxy.uri) is not a usable SIP URI")
             }
             let flow = RegistrationFlow(index: index, proxy: proxy, destination: destination, proxyURI: uri,
-                                        callID: randomToken(16) + "@" + configuration.localHost,
+                                        callID: newCallID(toward: destination),
                                         expires: registration.expires)
             if let name = proxy.tlsServerName { streamTransport?.setServerName(name, for: destination) }
             flows.append(flow)
@@ -500,7 +500,7 @@ extension UserAgent {
         headers.add("Max-Forwards", "70")
         headers.add("From", "<\(localURI(host: host))>;tag=\(randomToken(8))")
         headers.add("To", "<\(flow.proxy.uri)>")
-        headers.add("Call-ID", randomToken(16) + "@" + configuration.localHost)
+        headers.add("Call-ID", newCallID(toward: flow.destination))
         headers.add("CSeq", "1 OPTIONS")
         headers.add("User-Agent", configuration.userAgentHeader)
         let request = SIPRequest(method: .options, uri: flow.proxy.uri, headers: headers)

@@ -235,10 +235,12 @@ public actor UserAgent {
     public func invite(
         to uri: String, offer: SessionDescription, ringTimeout: Duration? = nil, displayName: String? = nil
     ) -> CallHandle {
-        let callID = randomToken(16) + "@" + configuration.localHost
+        let target = SIPNameAddress(uri)
+        let destination = target.flatMap { outboundDestination() ?? resolve($0.uri) }
+        let callID = newCallID(toward: destination)
         let handle = CallHandle(id: nextHandle, callID: callID)
         nextHandle += 1
-        guard let target = SIPNameAddress(uri), let destination = outboundDestination() ?? resolve(target.uri) else {
+        guard let target, let destination else {
             logger.warning("INVITE to unusable URI", metadata: ["uri": "\(uri)"])
             eventContinuation.yield(.failed(handle, status: nil, reason: "invalid or unresolvable URI"))
             return handle
@@ -375,7 +377,7 @@ public actor UserAgent {
         headers.add("Max-Forwards", "70")
         headers.add("From", "<\(localURI)>;tag=\(randomToken(8))")
         headers.add("To", "<\(target.uri)>")
-        headers.add("Call-ID", randomToken(16) + "@" + configuration.localHost)
+        headers.add("Call-ID", newCallID(toward: destination))
         headers.add("CSeq", "1 OPTIONS")
         if let route = outboundRoute() { headers.add("Route", route) }
         headers.add("Accept", "application/sdp")
@@ -763,6 +765,13 @@ public actor UserAgent {
         guard LocalAddress.isWildcard(configuration.localHost) else { return configuration.localHost }
         if let peer, let host = LocalAddress.toward(peer) { return host }
         return configuration.localHost
+    }
+
+    /// A new Call-ID (RFC 3261 §8.1.1.4): random, with the host part our address toward `peer`
+    /// (never the wildcard `localHost`); a random host part when no address is known.
+    func newCallID(toward peer: SocketAddress?) -> String {
+        let host = advertisedHost(toward: peer)
+        return randomToken(16) + "@" + (LocalAddress.isWildcard(host) ? randomToken(4) : host)
     }
 
     /// The address for an SDP offer's c= line to `uri` (the edge proxy's way when registered).

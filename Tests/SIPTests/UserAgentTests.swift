@@ -430,4 +430,30 @@ import Testing
         await agent.shutdown()
         await peer.close()
     }
+
+    /// With `listen_host: 0.0.0.0`, Call-IDs carry the address the kernel uses toward the peer
+    /// (or a random host part), never `@0.0.0.0`.
+    @Test func callIDsOfAWildcardAgentNameARealHost() async throws {
+        let peer = try await RawPeer.bind()
+        let agent = UserAgent(
+            configuration: UserAgentConfiguration(localHost: "0.0.0.0", user: "tablet", timerT1: .milliseconds(100)),
+            group: MultiThreadedEventLoopGroup.singleton, logger: testLogger("tablet"))
+        _ = try await agent.start()
+        let events = Recorder(agent.events)
+        let offer = agent.mediaNegotiator(audioPort: 40000, videoPort: nil).makeOffer()
+        let call = await agent.invite(to: "sip:post@127.0.0.1:\(peer.port)", offer: offer.description)
+        let (invite, _) = try await peer.nextRequest(.invite)
+        #expect(invite.headers["Call-ID"]?.hasSuffix("@127.0.0.1") == true, "\(invite.headers["Call-ID"] ?? "")")
+        #expect(call.callID == invite.headers["Call-ID"])
+        async let probed = agent.probe("sip:post@127.0.0.1:\(peer.port)", timeout: .milliseconds(300))
+        let (options, _) = try await peer.nextRequest(.options)
+        #expect(options.headers["Call-ID"]?.hasSuffix("@127.0.0.1") == true, "\(options.headers["Call-ID"] ?? "")")
+        _ = await probed
+        // No address to name (the URI does not resolve): a random host part, not 0.0.0.0.
+        let lost = await agent.invite(to: "sip:post@no-such-host.invalid", offer: offer.description)
+        #expect(!lost.callID.contains("0.0.0.0"), "\(lost.callID)")
+        _ = try await events.next("the unusable URI fails", where: { if case .failed(lost, _, _) = $0 { true } else { false } })
+        await agent.shutdown()
+        await peer.close()
+    }
 }
