@@ -1,25 +1,14 @@
 import Control
 import Foundation
+import TestSupport
 import Testing
 
 /// Where `swift build` put the executables: next to this test bundle.
 enum Binaries {
-    static let directory: URL = {
-        var url = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
-        while url.pathComponents.count > 1 {
-            url.deleteLastPathComponent()
-            if FileManager.default.isExecutableFile(atPath: url.appendingPathComponent("beeldzorgd").path) {
-                return url
-            }
-        }
-        return URL(fileURLWithPath: FileManager.default.currentDirectoryPath).appendingPathComponent(".build/debug")
-    }()
-
+    static var directory: URL { BuiltProducts.directory }
     static var daemon: URL { directory.appendingPathComponent("beeldzorgd") }
     static var ctl: URL { directory.appendingPathComponent("beeldzorgctl") }
-    static var packageRoot: URL {
-        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    }
+    static var packageRoot: URL { BuiltProducts.packageRoot }
 }
 
 /// A UDP port nobody on loopback is using right now (bound, read, released).

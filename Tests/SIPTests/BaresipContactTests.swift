@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 /// The built `beeldzorgd` registered over TLS at a real Kamailio, called by a real baresip as a
@@ -16,14 +17,7 @@ import Testing
         let peer: PeerProcess
 
         /// The daemon and beeldzorgctl next to this test bundle (as IntegrationTests finds them).
-        static let binaries: URL = {
-            var url = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
-            while url.pathComponents.count > 1 {
-                url.deleteLastPathComponent()
-                if FileManager.default.isExecutableFile(atPath: url.appendingPathComponent("beeldzorgd").path) { return url }
-            }
-            return URL(fileURLWithPath: FileManager.default.currentDirectoryPath).appendingPathComponent(".build/debug")
-        }()
+        static var binaries: URL { BuiltProducts.directory }
 
         /// `posts`: the centrale's post URIs; nil = one demo post nobody calls.
         init(proxy: CentraleProxy, certificates: TestCertificates, posts: [String]? = nil, policy: String = "ring_all") async throws {

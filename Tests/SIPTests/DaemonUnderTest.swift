@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 
 /// What one built `beeldzorgd` under test needs in its directory `d`: the SIP password file
 /// (0600), the button FIFO and `beeldzorgd.yaml` (database, control socket and prompts as the
@@ -13,8 +14,6 @@ func writeDaemonFiles(
     try "\(password)\n".write(toFile: "\(d)/sip-password", atomically: true, encoding: .utf8)
     chmod("\(d)/sip-password", 0o600)
     mkfifo("\(d)/button", 0o600)
-    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent()
     let postLines = posts.enumerated().map { n, uri in "    - id: post-\(n + 1)\n      uri: \(uri)" }
     let centrale = (policy.map { ["  policy: \($0)"] } ?? []) + (deadlineSeconds.map { ["  deadline_seconds: \($0)"] } ?? [])
         + ["  posts:"] + postLines
@@ -40,7 +39,7 @@ func writeDaemonFiles(
         "  playback: \"null\"",
         "database: \(d)/beeldzorg.sqlite",
         "control_socket: \(d)/control.sock",
-        "prompts: \(root.appendingPathComponent("prompts").path)",
+        "prompts: \(BuiltProducts.packageRoot.appendingPathComponent("prompts").path)",
     ] + (demoCentrale.map { ["demo_centrale: \($0)"] } ?? [])
     let path = "\(d)/beeldzorgd.yaml"
     try lines.joined(separator: "\n").write(toFile: path, atomically: true, encoding: .utf8)

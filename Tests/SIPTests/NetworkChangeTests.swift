@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 /// Issue 3, "network changes": the registering side (`sip-benchmark register`) runs in a
@@ -11,15 +12,7 @@ struct NetworkChangeTests {
     static let password = "pw-Nl3t-link"
 
     /// The built `sip-benchmark`, next to the test bundle.
-    static var benchmark: String {
-        var url = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
-        while url.pathComponents.count > 1 {
-            url.deleteLastPathComponent()
-            let candidate = url.appendingPathComponent("sip-benchmark")
-            if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate.path }
-        }
-        return FileManager.default.currentDirectoryPath + "/.build/debug/sip-benchmark"
-    }
+    static var benchmark: String { BuiltProducts.path("sip-benchmark") }
 
     /// Registers from inside a namespace, cuts the link until registration has failed for good
     /// (its REGISTER ran out of Timer F), brings the link up and returns how long it then took
@@ -93,7 +86,7 @@ func wholeMilliseconds(_ duration: Duration) -> Int {
 @Suite(.serialized, .enabled(if: NetworkNamespace.available, "needs root and ip(8)"))
 struct DaemonNetworkChangeTests {
     static var daemon: String {
-        URL(fileURLWithPath: NetworkChangeTests.benchmark).deletingLastPathComponent().appendingPathComponent("beeldzorgd").path
+        BuiltProducts.path("beeldzorgd")
     }
 
     @Test func daemonRegistersAgainWhenTheLinkComesBack() async throws {
