@@ -130,6 +130,19 @@ struct Doctor {
         }
     }
 
+    /// Whether this tablet has its configuration. Without it systemd skips beeldzorgd
+    /// (`ConditionPathExists=` in the unit), so starting the daemon is no advice.
+    var provisioned: Bool { FileManager.default.fileExists(atPath: options.config) }
+
+    /// What to do on a tablet that was never provisioned. Not `systemctl start beeldzorgd`:
+    /// systemd skips the unit without a configuration, and the `tech` user may not start it.
+    static func provisionFix(_ config: String) -> String {
+        "This tablet is not provisioned: \(config) does not exist, so systemd does not start beeldzorgd. "
+            + "Provision it: put its configuration and credentials in beeldzorg/provision/ on the ESP (the "
+            + "installer's step, see README \"The device image\") and reboot; the first boot installs them "
+            + "and starts beeldzorgd. Then run doctor again."
+    }
+
     func clockCheck() -> Check {
         let year = Calendar(identifier: .gregorian).component(.year, from: now)
         let text = now.formatted(Date.ISO8601FormatStyle())
@@ -157,7 +170,9 @@ struct Doctor {
             return checks
         case .notRunning(let reason):
             return [Check(name: "daemon", ok: false, detail: reason + "; registration and call state are unknown",
-                          fix: "Start it: `systemctl start beeldzorgd`. If it stops again, `beeldzorgctl logs --since 1h` says why.")]
+                          fix: provisioned
+                            ? "Start it: `systemctl start beeldzorgd`. If it stops again, `beeldzorgctl logs --since 1h` says why."
+                            : Self.provisionFix(options.config))]
         case .noPermission(let reason):
             return [Check(name: "daemon", ok: false, detail: reason,
                           fix: "Run doctor as root, or add your user to the beeldzorg-tech group and log in again.")]
@@ -177,7 +192,9 @@ struct Doctor {
         let fm = FileManager.default
         guard fm.fileExists(atPath: path) else {
             return Check(name: name, ok: false, detail: "no database at \(path)",
-                         fix: "beeldzorgd creates it on its first start: start beeldzorgd (`systemctl start beeldzorgd`).")
+                         fix: provisioned
+                            ? "beeldzorgd creates it on its first start: start beeldzorgd (`systemctl start beeldzorgd`)."
+                            : "beeldzorgd creates it on its first start, after provisioning. " + Self.provisionFix(options.config))
         }
         guard fm.isReadableFile(atPath: path) else {
             return Check(name: name, ok: false, detail: "no permission to read \(path)",
