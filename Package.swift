@@ -170,7 +170,7 @@ let package = Package(
         ),
 
         // MARK: Tests
-        .testTarget(name: "CallFlowTests", dependencies: ["CallFlow"], swiftSettings: strict),
+        .testTarget(name: "CallFlowTests", dependencies: ["CallFlow", "TestSupport"], swiftSettings: strict),
         // Media for SRTP checks of the daemon's packets (ReinviteDaemonTests).
         .testTarget(name: "SIPTests", dependencies: ["SIP", "DemoCentrale", "Media", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "DevicesTests", dependencies: ["Devices"], swiftSettings: strict),

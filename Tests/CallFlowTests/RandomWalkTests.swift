@@ -1,4 +1,5 @@
 import CallFlow
+import TestSupport
 import Testing
 
 /// Seeded random event sequences (deterministic: the seed is the test argument) that check
@@ -7,18 +8,6 @@ import Testing
 /// twice, and any timer left pending at rest.
 @Suite("Random walks")
 struct RandomWalkTests {
-    /// SplitMix64: small, seedable, good enough to pick events.
-    struct SplitMix: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     /// What the client would perceive, rebuilt from the actions alone.
     struct Observed {
         var indicator: Indicator = .idle
@@ -34,7 +23,7 @@ struct RandomWalkTests {
 
     @Test("invariants hold along random event sequences", arguments: 0..<120 as Range<UInt64>)
     func randomWalk(seed: UInt64) {
-        var rng = SplitMix(state: seed)
+        var rng = SplitMix64(seed: seed)
         let policy: RingPolicy = seed.isMultiple(of: 2) ? .ringAll : .hunt(perPostTimeout: .seconds(7))
         var h = Harness(config(policy, posts: [postA, postB, postC], queueCallback: seed % 3 != 0))
         var seen = Observed()

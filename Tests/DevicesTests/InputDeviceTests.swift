@@ -123,11 +123,9 @@ struct InputDeviceTests {
         #expect(received.all == [.shortPress, .longPress])
     }
 
-    @Test func stuckButtonOnAVanishingDeviceIsReleased() async throws {
-        let dir = TempDir()
-        defer { dir.cleanup() }
-        let locator = PipeLocator(dir: dir)
-        locator.appear()
+    /// A source on `locator` with short timings (long press 50 ms, stuck after 150 ms) and a
+    /// task recording its events; `source.stop()` then `await consumer.value` ends both.
+    fileprivate func startFastSource(_ locator: PipeLocator) -> (InputButtonSource, Recorder<ButtonEvent>, Task<Void, Never>) {
         let source = InputButtonSource(
             locator: locator, keyCode: KeyCode.enter,
             timing: ButtonTiming(debounce: .milliseconds(10), longPress: .milliseconds(50), stuckAfter: .milliseconds(150)),
@@ -135,6 +133,15 @@ struct InputDeviceTests {
         let received = Recorder<ButtonEvent>()
         let stream = source.events()
         let consumer = Task { for await e in stream { received.append(e) } }
+        return (source, received, consumer)
+    }
+
+    @Test func stuckButtonOnAVanishingDeviceIsReleased() async throws {
+        let dir = TempDir()
+        defer { dir.cleanup() }
+        let locator = PipeLocator(dir: dir)
+        locator.appear()
+        let (source, received, consumer) = startFastSource(locator)
 
         #expect(await eventually { locator.kernels.count == 1 })
         send(locator.kernels.all[0], key(1, at: monotonicNow()))
@@ -150,13 +157,7 @@ struct InputDeviceTests {
         defer { dir.cleanup() }
         let locator = PipeLocator(dir: dir, heldOnOpen: true)
         locator.appear()
-        let source = InputButtonSource(
-            locator: locator, keyCode: KeyCode.enter,
-            timing: ButtonTiming(debounce: .milliseconds(10), longPress: .milliseconds(50), stuckAfter: .milliseconds(150)),
-            logger: Logger(label: "test.button"), onStatus: { _ in })
-        let received = Recorder<ButtonEvent>()
-        let stream = source.events()
-        let consumer = Task { for await e in stream { received.append(e) } }
+        let (source, received, consumer) = startFastSource(locator)
         #expect(await eventually { received.all == [.longPress, .stuck] }, "stuck since boot is still a fault")
         send(locator.kernels.all[0], key(0, at: monotonicNow()))
         #expect(await eventually { received.all == [.longPress, .stuck, .released] })
