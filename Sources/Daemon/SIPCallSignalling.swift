@@ -101,9 +101,12 @@ final class SIPCallSignalling: CallSignalling, Service, Sendable {
             group: group, logger: logger
         )
         let port = try await userAgent.start()
+        // The demo centrale calls this URI; with a wildcard listen_host it names the domain.
         let host = account.listenHost == "0.0.0.0" ? account.domain : account.listenHost
         let tabletURI = "sip:\(account.user)@\(host):\(port)"
-        logger.info("user agent listening", metadata: ["uri": "\(tabletURI)", "transport": "udp"])
+        let bound = account.listenHost.contains(":") ? "[\(account.listenHost)]:\(port)" : "\(account.listenHost):\(port)"
+        logger.info("user agent listening", metadata: [
+            "address": "\(bound)", "user": "\(account.user)", "transport": "\(configuration.transport.rawValue)"])
         let signalling = SIPCallSignalling(configuration: configuration, userAgent: userAgent, demoCentrale: demo,
                                            devices: devices, callLog: callLog, screen: screen, tabletURI: tabletURI,
                                            logger: logger)

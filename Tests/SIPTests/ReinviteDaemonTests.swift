@@ -311,17 +311,20 @@ import Testing
 
         /// The configuration: sipp (or any peer) as the only post, UDP, SRTP required;
         /// `account` and `extra` add lines to the account section and the top level.
-        static func configuration(directory: URL, post: String, account: String = "", extra: String = "") -> String {
+        static func configuration(
+            directory: URL, post: String, account: String = "", extra: String = "", listenHost: String = "127.0.0.1",
+            domain: String = "127.0.0.1", transport: String = "udp"
+        ) -> String {
             let d = directory.path
             let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
                 .deletingLastPathComponent()
             return """
             account:
               user: tablet
-              domain: 127.0.0.1
-              listen_host: 127.0.0.1
+              domain: \(domain)
+              listen_host: \(listenHost)
             \(account)
-            transport: udp
+            transport: \(transport)
             srtp: required
             centrale:
               policy: ring_all
@@ -344,13 +347,14 @@ import Testing
             """
         }
 
-        init(directory: URL, post: String, account: String = "", extra: String = "",
-             environment: [String: String] = [:]) throws {
+        init(directory: URL, post: String, account: String = "", extra: String = "", listenHost: String = "127.0.0.1",
+             domain: String = "127.0.0.1", transport: String = "udp", environment: [String: String] = [:]) throws {
             self.directory = directory
             output = directory.appendingPathComponent("daemon.log")
             let d = directory.path
             mkfifo("\(d)/button", 0o600)
-            try Self.configuration(directory: directory, post: post, account: account, extra: extra)
+            try Self.configuration(directory: directory, post: post, account: account, extra: extra, listenHost: listenHost,
+                                   domain: domain, transport: transport)
                 .write(toFile: "\(d)/beeldzorgd.yaml", atomically: true, encoding: .utf8)
             FileManager.default.createFile(atPath: output.path, contents: nil)
             let log = try FileHandle(forWritingTo: output)
