@@ -1,3 +1,4 @@
+import Glibc  // strerror
 import NIOCore
 import NIOPosix
 import NIOSSL
@@ -142,8 +143,12 @@ struct ConnectionFailure: Error, CustomStringConvertible {
 }
 
 /// A readable reason for a failed connection or handshake, for logs and status.
-private func describe(_ error: any Error) -> String {
+func describe(_ error: any Error) -> String {
     if let failure = error as? ConnectionFailure { return failure.reason }
+    if let io = error as? IOError {
+        // NIO's own text for these has a stray ")" ("…: Network is unreachable) (errno: 101)").
+        return "connection failed: \(String(cString: strerror(io.errnoCode))) (errno \(io.errnoCode))"
+    }
     if let ssl = error as? NIOSSLError {
         switch ssl {
         case .handshakeFailed(let inner):
