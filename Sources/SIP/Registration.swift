@@ -611,16 +611,20 @@ extension UserAgent {
             return true
         }) else { return }
         // A new INVITE transaction in the same dialog attempt: new branch, CSeq + 1, the other
-        // proxy's Route. Timer B (or the ring timeout) keeps counting from the first send.
+        // proxy's Route, and Via and Contact with our address toward that proxy (another
+        // interface, perhaps). Timer B (or the ring timeout) keeps counting from the first send.
         var request = call.invite
         let branch = newBranch()
+        let host = advertisedHost(toward: other.destination)
         call.localCSeq += 1
         request.headers.remove("Via")
         request.headers.remove("CSeq")
         request.headers.remove("Route")
-        request.headers.prepend("Via", via(branch))
+        request.headers.remove("Contact")
+        request.headers.prepend("Via", via(branch, host: host))
         request.headers.add("CSeq", "\(call.localCSeq) INVITE")
         request.headers.add("Route", "<\(other.proxy.uri);lr>")
+        request.headers.add("Contact", contactHeader(host: host))
         inviteBranches[call.inviteBranch] = nil
         call.inviteBranch = branch
         inviteBranches[branch] = handle

@@ -790,8 +790,10 @@ public actor UserAgent {
 
     /// Our Contact for dialog-forming requests and responses; `;ob` when we use outbound flows
     /// (RFC 5626 §4.2.1), so the other side's in-dialog requests come back over the flow.
-    var contactHeader: String {
-        configuration.registration == nil ? "<\(localURI)>" : "<\(localURI);ob>"
+    var contactHeader: String { contactHeader(host: advertisedHost) }
+
+    func contactHeader(host: String) -> String {
+        configuration.registration == nil ? "<\(localURI(host: host))>" : "<\(localURI(host: host));ob>"
     }
 
     var reliable: Bool { transport?.isReliable ?? false }
