@@ -398,7 +398,16 @@ final class SIPCallSignalling: CallSignalling, Service, Sendable {
         case .hold:
             logger.notice("call held by the post; media stopped", metadata: ["leg": "\(leg)"])
         case .restart(let session, let media):
-            state.withLock { $0.active = session }
+            // The call may have ended (stopMedia) while the old session stopped.
+            let stillActive = state.withLock { state -> Bool in
+                guard state.activeLeg == leg else { return false }
+                state.active = session
+                return true
+            }
+            guard stillActive else {
+                session.stop()
+                return
+            }
             run(session, media, leg: leg)
         }
     }
