@@ -34,14 +34,15 @@ static void prepare(webrtc::AudioFrame &frame, int rate, int samples) {
     frame.samples_per_channel_ = static_cast<size_t>(samples);
 }
 
-extern "C" bz_echo_canceller *bz_echo_canceller_create(int sample_rate_hz, int suppression, int delay_agnostic) {
+extern "C" bz_echo_canceller *bz_echo_canceller_create(int sample_rate_hz, int suppression, int delay_agnostic,
+                                                       int extended_filter) {
     if (sample_rate_hz != 8000 && sample_rate_hz != 16000 && sample_rate_hz != 32000 && sample_rate_hz != 48000) {
         return nullptr;
     }
     webrtc::Config config;
     // The extended filter covers longer echo tails (a tablet in a tiled room) and is what the
-    // delay-agnostic mode was tuned with.
-    config.Set<webrtc::ExtendedFilter>(new webrtc::ExtendedFilter(true));
+    // delay-agnostic mode was tuned with; `media-benchmark --room` measures what it buys.
+    config.Set<webrtc::ExtendedFilter>(new webrtc::ExtendedFilter(extended_filter != 0));
     config.Set<webrtc::DelayAgnostic>(new webrtc::DelayAgnostic(delay_agnostic != 0));
     webrtc::AudioProcessing *apm = webrtc::AudioProcessing::Create(config);
     if (apm == nullptr) return nullptr;

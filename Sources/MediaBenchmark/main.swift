@@ -9,6 +9,8 @@
 //   --seconds: length of the loopback call and of the baresip window (default 20)
 //   --baresip-only: only the baresip comparison (for profiling it, or repeating it)
 //   --runs: repeat the baresip comparison N times (default 1), alternating canceller on/off
+//   --room: only the echo canceller in a model reverberant room, extended filter on and off
+//           (RoomEcho.swift)
 import Devices
 import Foundation
 import Media
@@ -177,6 +179,10 @@ func callFigures() throws {
     }
 }
 
+if arguments.contains("--room") {
+    try roomEchoFigures()
+    exit(0)
+}
 let baresipOnly = arguments.contains("--baresip-only")
 let runs = arguments.firstIndex(of: "--runs").flatMap { Int(arguments[safe: $0 + 1] ?? "") } ?? 1
 if !baresipOnly {

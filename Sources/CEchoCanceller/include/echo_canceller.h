@@ -24,9 +24,10 @@ typedef struct {
 
 /// A canceller for mono S16 audio at `sample_rate_hz` (8000, 16000, 32000 or 48000), fed
 /// 10 ms frames. `suppression` is 0 (low), 1 (moderate) or 2 (high). With
-/// `delay_agnostic` the canceller estimates the speaker→microphone delay itself.
+/// `delay_agnostic` the canceller estimates the speaker→microphone delay itself. With
+/// `extended_filter` its adaptive filter covers 128 ms of echo tail instead of 48 ms.
 /// Returns NULL when the library refuses the settings.
-bz_echo_canceller *bz_echo_canceller_create(int sample_rate_hz, int suppression, int delay_agnostic);
+bz_echo_canceller *bz_echo_canceller_create(int sample_rate_hz, int suppression, int delay_agnostic, int extended_filter);
 void bz_echo_canceller_destroy(bz_echo_canceller *canceller);
 
 /// Samples in one 10 ms frame at the canceller's rate.
