@@ -44,10 +44,10 @@ final class SIPCallSignalling: CallSignalling, Service, Sendable {
 
     /// A change of the running call's media that a re-INVITE brought.
     private enum MediaChange {
-        /// Stop media: the post put us on hold.
-        case hold
-        /// Stop the running session (if any) and start this one, bound for the new answer.
-        case restart(MediaSession, MediaDescription)
+        /// Held by the post, or resumed: the session runs on unchanged (see `reoffer`).
+        case held(Bool)
+        /// Stop the running session and start this one, bound for the new answer.
+        case restart(MediaSession, MediaDescription, held: Bool)
     }
 
     private let configuration: Configuration
@@ -318,14 +318,19 @@ final class SIPCallSignalling: CallSignalling, Service, Sendable {
     /// Decides on a re-INVITE's offer for the running call (called on the user agent's actor):
     /// - an offer we could not take for a new call either (no SRTP when required, no common
     ///   codec) → 488, and the call goes on unchanged;
-    /// - hold (audio sendonly/inactive) → every stream inactive, media stopped once our 200 is
-    ///   out (camera and microphone off; MediaSession cannot receive without sending);
-    /// - the same remote address, ports, codecs and key while running (a session refresh, or a
-    ///   direction we keep running for) → our description again, nothing restarts;
-    /// - anything else (a new address, port, key or payload type; resume after hold) → a new
-    ///   media session with new ports and a fresh SRTP key, started once our 200 is out. A
-    ///   fresh key because the new session starts new SRTP contexts (sequence numbers from
-    ///   the start): the old key with them could repeat keystream.
+    /// - the same remote address, ports, codec and key (a session refresh, hold, resume) → our
+    ///   description again with the directions mirrored (recvonly to a hold), nothing restarts;
+    /// - a new remote address, port, key or payload type (the centrale's B2BUA moved the call)
+    ///   → a new media session with new ports and a fresh SRTP key, started once our 200 is out
+    ///   (`MediaSession` starts once and closes its sockets when it stops). A fresh key because
+    ///   the new session starts new SRTP contexts: the old key with them could repeat keystream.
+    ///
+    /// While held the session keeps running, so we go on sending although our answer says
+    /// recvonly. Stopping it would close its sockets, and the resume would then have to be
+    /// answered with new ports and a new key, which baresip does not take from the answer to
+    /// its own re-INVITE (it failed to decrypt our media after such a resume:
+    /// BaresipHoldDaemonTests), so the post would hear nothing after every hold. Stopping the
+    /// sending while held needs a `MediaSession` that can pause sending on its own sockets.
     fileprivate func reoffer(_ handle: CallHandle, offer: SessionDescription, current: SessionDescription) -> ReofferDecision {
         let srtpRequired = configuration.srtp == .required
         let (leg, running, held) = state.withLock { state -> (CallLegID?, MediaDescription?, Bool) in
@@ -347,23 +352,20 @@ final class SIPCallSignalling: CallSignalling, Service, Sendable {
                 "leg": "\(leg)", "status": "\(error.sipStatus)", "error": "\(error)"])
             return .refuse(status: error.sipStatus)
         }
-        if MediaNegotiator.offerIsHold(offer) {
-            guard let answer = MediaNegotiator.holdAnswer(offer, current: current) else { return .refuse(status: 488) }
-            if held { return .answer(answer, mediaChanged: false) }
-            state.withLock { $0.mediaChanges[handle] = .hold }
+        let hold = MediaNegotiator.offerIsHold(offer)
+        if offered.sameRemoteMedia(as: running), let answer = MediaNegotiator.reanswer(offer, current: current) {
+            guard hold != held else { return .answer(answer, mediaChanged: false) }
+            state.withLock { $0.mediaChanges[handle] = .held(hold) }
             return .answer(answer, mediaChanged: true)
-        }
-        if !held, offered.sameRemoteMedia(as: running), let answer = MediaNegotiator.reanswer(offer, current: current) {
-            return .answer(answer, mediaChanged: false)
         }
         do {
             let session = try MediaSession.bind(host: mediaHost)
             let negotiator = MediaNegotiator(localAddress: address, audioPort: session.localAudioPort,
                                              videoPort: session.localVideoPort, srtpRequired: srtpRequired)
             let (answer, media) = try negotiator.answer(offer)
-            state.withLock { $0.mediaChanges[handle] = .restart(session, media) }
-            logger.info(held ? "re-INVITE resumes the call" : "re-INVITE moves the call's media", metadata: [
-                "leg": "\(leg)", "remote": "\(media.remoteAddress):\(media.audio?.remotePort ?? 0)"])
+            state.withLock { $0.mediaChanges[handle] = .restart(session, media, held: hold) }
+            logger.info("re-INVITE moves the call's media", metadata: [
+                "leg": "\(leg)", "remote": "\(media.remoteAddress):\(media.audio?.remotePort ?? 0)", "held": "\(hold)"])
             return .answer(MediaNegotiator.continuing(answer, from: current), mediaChanged: true)
         } catch {
             logger.error("cannot bind media for a re-INVITE; the call goes on", metadata: ["error": "\(error)"])
@@ -373,31 +375,31 @@ final class SIPCallSignalling: CallSignalling, Service, Sendable {
 
     /// Our 200 to a re-INVITE is out: do what `reoffer` promised.
     private func applyMediaChange(_ handle: CallHandle) {
-        let (change, leg, old) = state.withLock { state -> (MediaChange?, CallLegID?, MediaSession?) in
-            guard let change = state.mediaChanges.removeValue(forKey: handle) else { return (nil, nil, nil) }
-            guard let leg = state.legs[handle], state.activeLeg == leg else { return (change, nil, nil) }
-            let old = state.active
-            state.active = nil
-            switch change {
-            case .hold:
-                state.held = true
-            case .restart(_, let media):
-                state.held = false
-                state.negotiated[leg] = media
-            }
-            return (change, leg, old)
+        let (change, leg) = state.withLock { state -> (MediaChange?, CallLegID?) in
+            guard let change = state.mediaChanges.removeValue(forKey: handle) else { return (nil, nil) }
+            guard let leg = state.legs[handle], state.activeLeg == leg else { return (change, nil) }
+            return (change, leg)
         }
-        guard let change else { return }
-        guard let leg else {
-            if case .restart(let session, _) = change { session.stop() }  // the call ended meanwhile
-            return
-        }
-        // The old session first: it holds camera and microphone, which the new one opens.
-        old?.stop()
         switch change {
-        case .hold:
-            logger.notice("call held by the post; media stopped", metadata: ["leg": "\(leg)"])
-        case .restart(let session, let media):
+        case nil:
+            return
+        case .held(let held):
+            guard let leg else { return }
+            state.withLock { $0.held = held }
+            logger.notice(held ? "call held by the post" : "call resumed by the post", metadata: ["leg": "\(leg)"])
+        case .restart(let session, let media, let held):
+            guard let leg else {
+                session.stop()  // the call ended meanwhile
+                return
+            }
+            let old = state.withLock { state -> MediaSession? in
+                defer { state.active = nil }
+                state.negotiated[leg] = media
+                state.held = held
+                return state.active
+            }
+            // The old session first: it holds camera and microphone, which the new one opens.
+            old?.stop()
             // The call may have ended (stopMedia) while the old session stopped.
             let stillActive = state.withLock { state -> Bool in
                 guard state.activeLeg == leg else { return false }

@@ -472,19 +472,6 @@ extension MediaNegotiator {
         return offer.attributes.contains { $0.name == "sendonly" || $0.name == "inactive" }
     }
 
-    /// The answer while on hold: `reanswer` with every stream inactive. Inactive rather than the
-    /// mirrored recvonly because the tablet stops the whole media session while held (it cannot
-    /// receive without sending, and camera and microphone should be off while nobody listens).
-    public static func holdAnswer(_ offer: SessionDescription, current: SessionDescription) -> SessionDescription? {
-        guard var answer = reanswer(offer, current: current) else { return nil }
-        let directions: Set<String> = ["sendrecv", "sendonly", "recvonly", "inactive"]
-        for index in answer.media.indices {
-            answer.media[index].attributes.removeAll { directions.contains($0.name) }
-            answer.media[index].attributes.append(SDPAttribute("inactive"))
-        }
-        return answer
-    }
-
     /// A fresh answer (`answer(_:)`) made the next version of our current description: same
     /// origin user name and session id, version one higher (RFC 3264 §8).
     public static func continuing(_ answer: SessionDescription, from current: SessionDescription) -> SessionDescription {
