@@ -13,7 +13,7 @@ import Testing
 
     /// The peer's request with the dialog's identifiers.
     func request(_ method: String, port: Int, peer: RawPeer, cseq: Int, branch: String, toTag: String?,
-                 body: [UInt8] = []) -> [UInt8] {
+                 body: [UInt8] = [], contactPort: Int? = nil) -> [UInt8] {
         var text = """
             \(method) sip:tablet@127.0.0.1:\(port) SIP/2.0\r
             Via: SIP/2.0/UDP 127.0.0.1:\(peer.port);branch=z9hG4bK\(branch)\r
@@ -21,7 +21,7 @@ import Testing
             To: <sip:tablet@127.0.0.1:\(port)>\(toTag.map { ";tag=\($0)" } ?? "")\r
             Call-ID: reinvite-1\r
             CSeq: \(cseq) \(method)\r
-            Contact: <sip:post@127.0.0.1:\(peer.port)>\r
+            Contact: <sip:post@127.0.0.1:\(contactPort ?? peer.port)>\r
             Max-Forwards: 70\r
 
             """
@@ -248,5 +248,62 @@ import Testing
         let byeAt = try #require(blocks.first { $0.text.contains("message received") && $0.text.contains("BYE sip:") }?.time)
         #expect(reinviteOKs.allSatisfy { $0.time <= byeAt })
         #expect(ended >= .seconds(6), "the call ended after \(ended), before 64·T1")
+    }
+
+    /// The owner's `ReofferHandler` decides: its answer goes out in the 200 and, when it says
+    /// the media changed, `.mediaChanged` follows with the offer; its refusal goes out as 488 (a
+    /// retransmission gets the same) and the call goes on. The re-INVITE's Contact becomes the
+    /// remote target: our BYE goes there.
+    @Test func theOwnersHandlerAnswersOrRefusesAndTheContactRefreshesTheTarget() async throws {
+        let peer = try await RawPeer.bind()
+        let moved = try await RawPeer.bind()  // where the post's new Contact points
+        let (agent, events, port) = try await makeAgent()
+        try await peer.send(request("INVITE", port: port, peer: peer, cseq: 1, branch: "i1", toTag: nil,
+                                    body: Self.offerSDP.serialized()), to: port)
+        guard case .incoming(let call, _, _, let offer) = try await events.next("incoming") else {
+            Issue.record("no incoming call")
+            return
+        }
+        let (answer, _) = try MediaNegotiator(localAddress: "127.0.0.1", audioPort: 40000, videoPort: 40002,
+                                              srtpRequired: false).answer(offer)
+        await agent.answer(call, with: answer)
+        let toTag = try #require(SIPNameAddress(try await peer.nextResponse(status: 200).headers["To"]!)?.tag)
+        try await peer.send(request("ACK", port: port, peer: peer, cseq: 1, branch: "a1", toTag: toTag), to: port)
+
+        var next = answer
+        next.sessionVersion = "77"
+        let ours = next
+        await agent.setReofferHandler { _, offer, _ in
+            offer.media.first?.port == 50000 ? .refuse(status: 488) : .answer(ours, mediaChanged: true)
+        }
+        // Refused: 488, again for a retransmission, and no event.
+        let refused = request("INVITE", port: port, peer: peer, cseq: 2, branch: "r1", toTag: toTag,
+                              body: Self.offerSDP.serialized())
+        try await peer.send(refused, to: port)
+        _ = try await peer.nextResponse(status: 488)
+        try await peer.send(refused, to: port)
+        _ = try await peer.nextResponse(status: 488)
+        // Answered with the handler's description, from a new Contact.
+        var movedOffer = Self.offerSDP
+        movedOffer.media[0].port = 50010
+        try await peer.send(request("INVITE", port: port, peer: peer, cseq: 3, branch: "m1", toTag: toTag,
+                                    body: movedOffer.serialized(), contactPort: moved.port), to: port)
+        let ok = try await peer.nextResponse(status: 200)
+        #expect(try sdp(ok.body) == ours)
+        try await peer.send(request("ACK", port: port, peer: peer, cseq: 3, branch: "a3", toTag: toTag), to: port)
+        guard case .mediaChanged(call, let remote) = try await events.next("media changed", where: {
+            if case .mediaChanged = $0 { true } else { false }
+        }) else {
+            Issue.record("no mediaChanged")
+            return
+        }
+        #expect(remote.media[0].port == 50010)
+        #expect(!(await events.all()).contains { if case .remoteHungUp = $0 { true } else { false } })
+        await agent.hangUp(call)
+        let (bye, _) = try await moved.nextRequest(.bye)
+        #expect(bye.uri == "sip:post@127.0.0.1:\(moved.port)")
+        await agent.shutdown()
+        await peer.close()
+        await moved.close()
     }
 }
