@@ -34,7 +34,7 @@ final class SIPCallSignalling: CallSignalling, Service, Sendable {
         var active: MediaSession?
         /// The leg whose media runs (or is held); set by `startMedia`.
         var activeLeg: CallLegID?
-        /// The post holds the call: media stopped until it resumes (a re-INVITE).
+        /// The post holds the call: we do not send until it resumes (a re-INVITE).
         var held = false
         /// What a re-INVITE's answer promised, applied when the user agent reports
         /// `.mediaChanged` (our 200 is out).
@@ -325,12 +325,12 @@ final class SIPCallSignalling: CallSignalling, Service, Sendable {
     ///   (`MediaSession` starts once and closes its sockets when it stops). A fresh key because
     ///   the new session starts new SRTP contexts: the old key with them could repeat keystream.
     ///
-    /// While held the session keeps running, so we go on sending although our answer says
-    /// recvonly. Stopping it would close its sockets, and the resume would then have to be
+    /// A hold pauses our sending on the running session (`MediaSession.holdSending`: the same
+    /// sockets and SRTP contexts, receiving goes on, as our recvonly answer says) rather than
+    /// stopping it: a stopped session closes its sockets, and the resume would then have to be
     /// answered with new ports and a new key, which baresip does not take from the answer to
     /// its own re-INVITE (it failed to decrypt our media after such a resume:
-    /// BaresipHoldDaemonTests), so the post would hear nothing after every hold. Stopping the
-    /// sending while held needs a `MediaSession` that can pause sending on its own sockets.
+    /// BaresipHoldDaemonTests), so the post would hear nothing after every hold.
     fileprivate func reoffer(_ handle: CallHandle, offer: SessionDescription, current: SessionDescription) -> ReofferDecision {
         let srtpRequired = configuration.srtp == .required
         let (leg, running, held) = state.withLock { state -> (CallLegID?, MediaDescription?, Bool) in
@@ -385,7 +385,11 @@ final class SIPCallSignalling: CallSignalling, Service, Sendable {
             return
         case .held(let held):
             guard let leg else { return }
-            state.withLock { $0.held = held }
+            let session = state.withLock { state -> MediaSession? in
+                state.held = held
+                return state.active
+            }
+            session?.holdSending(held)
             logger.notice(held ? "call held by the post" : "call resumed by the post", metadata: ["leg": "\(leg)"])
         case .restart(let session, let media, let held):
             guard let leg else {
@@ -410,6 +414,9 @@ final class SIPCallSignalling: CallSignalling, Service, Sendable {
                 session.stop()
                 return
             }
+            // Moved and held at once (a re-offer to a new relay that is sendonly): nothing
+            // goes out until the resume.
+            session.holdSending(held)
             run(session, media, leg: leg)
         }
     }

@@ -71,6 +71,7 @@ public final class MediaSession: Sendable {
     private let running = Atomic<Bool>(false)
     private let videoSending = Atomic<Bool>(false)
     private let keyframeRequested = Atomic<Bool>(false)
+    private let sendingHeld = Atomic<Bool>(false)
     private let videoBitrateTarget = Atomic<Int>(0)
     private let counters = Mutex(MediaStatistics())
     private let jitterBuffer = Mutex(AudioJitterBuffer())
@@ -129,6 +130,19 @@ public final class MediaSession: Sendable {
     }
 
     public var isRunning: Bool { running.load(ordering: .acquiring) }
+
+    /// The post put the call on hold (its re-offer was sendonly or inactive, our answer
+    /// recvonly or inactive): stop sending RTP and go on receiving, on the same sockets with
+    /// the same SRTP contexts, so a resume needs no new ports or key. The devices stay open
+    /// (it is still a call) and are read as before, so nothing overruns; their frames are not
+    /// encoded. RTCP goes on. On resume the next video frame is a keyframe. May be called
+    /// before `start`.
+    public func holdSending(_ held: Bool) {
+        let was = sendingHeld.exchange(held, ordering: .acquiringAndReleasing)
+        if was && !held { keyframeRequested.store(true, ordering: .releasing) }
+    }
+
+    public var isSendingHeld: Bool { sendingHeld.load(ordering: .acquiring) }
 
     /// Starts the call's media with the negotiated `parameters`. Devices are opened here
     /// (on their threads) and closed by `stop()`. Throws for a bad configuration; device
@@ -351,13 +365,19 @@ public final class MediaSession: Sendable {
                     count(.audio) { $0.echoCancellerErrors += 1 }
                 }
             }
-            do {
-                let payload = try encoder.encode(samples)
-                sendRTP(sender.packet(payload: payload, timestamp: timestamp, marker: first), kind: .audio, call: call)
-                count(.audio) { $0.framesSent += 1 }
-                first = false
-            } catch {
-                count(.audio) { $0.decodeErrors += 1 }
+            if sendingHeld.load(ordering: .acquiring) {
+                // Held: the time passes (timestamps go on), nothing is sent; the first packet
+                // after the resume starts a talkspurt again (marker bit).
+                first = true
+            } else {
+                do {
+                    let payload = try encoder.encode(samples)
+                    sendRTP(sender.packet(payload: payload, timestamp: timestamp, marker: first), kind: .audio, call: call)
+                    count(.audio) { $0.framesSent += 1 }
+                    first = false
+                } catch {
+                    count(.audio) { $0.decodeErrors += 1 }
+                }
             }
             timestamp &+= ticksPerFrame
             if ContinuousClock.now >= nextReport {
@@ -411,8 +431,11 @@ public final class MediaSession: Sendable {
                     try encoder.setBitrate(target)
                     count(.video) { $0.sendBitrate = target }
                 }
-                let forceKeyframe = keyframeRequested.exchange(false, ordering: .acquiringAndReleasing)
-                for encoded in try encoder.encode(frame, forceKeyframe: forceKeyframe) {
+                // Held: the camera is read (its frames still feed the self view) but nothing is
+                // encoded or sent; RTCP below goes on.
+                let held = sendingHeld.load(ordering: .acquiring)
+                let forceKeyframe = held ? false : keyframeRequested.exchange(false, ordering: .acquiringAndReleasing)
+                for encoded in held ? [] : try encoder.encode(frame, forceKeyframe: forceKeyframe) {
                     let timestamp = sender.rtpTimestamp(for: encoded.timestamp)
                     let payloads = packetizer.packetize(encoded.data)
                     for (index, payload) in payloads.enumerated() {

@@ -137,6 +137,41 @@ final class Endpoint {
         #expect(video.count >= 4 && video.allSatisfy { $0 == 0 }, "video threads' nice values \(video)")
     }
 
+    @Test func holdStopsSendingOnTheSameSocketsAndResumeStartsItAgain() async throws {
+        let alice = try Endpoint(tone: 1_000)
+        let bob = try Endpoint(tone: 600)
+        try alice.start(peer: bob, sendKey: Self.keyA, receiveKey: Self.keyB)
+        try bob.start(peer: alice, sendKey: Self.keyB, receiveKey: Self.keyA)
+        defer {
+            alice.session.stop()
+            bob.session.stop()
+        }
+        #expect(await eventually { bob.session.statistics.video.framesDecoded >= 10 && bob.session.statistics.audio.framesDecoded >= 25 })
+
+        // The post holds alice's call: alice stops sending, bob stops hearing and seeing her.
+        alice.session.holdSending(true)
+        try await Task.sleep(for: .milliseconds(400))  // what was in flight arrives
+        let heldAt = bob.session.statistics, aliceHeldAt = alice.session.statistics
+        try await Task.sleep(for: .milliseconds(1_500))
+        let heldEnd = bob.session.statistics, aliceHeldEnd = alice.session.statistics
+        #expect(heldEnd.audio.framesDecoded == heldAt.audio.framesDecoded, "bob decoded alice's audio while held")
+        #expect(heldEnd.video.framesDecoded == heldAt.video.framesDecoded, "bob decoded alice's video while held")
+        #expect(aliceHeldEnd.audio.framesSent == aliceHeldAt.audio.framesSent && aliceHeldEnd.video.framesSent == aliceHeldAt.video.framesSent)
+        // ...while alice goes on receiving bob, and her RTCP goes on.
+        #expect(aliceHeldEnd.audio.framesDecoded >= aliceHeldAt.audio.framesDecoded + 50)
+        #expect(heldEnd.audio.rtcpPacketsReceived > heldAt.audio.rtcpPacketsReceived)
+        #expect(alice.microphone.isOpen && alice.camera.isOpen, "a held call is still a call: devices stay open")
+
+        // Resumed: the same sockets and keys carry her audio and video again (a keyframe first).
+        alice.session.holdSending(false)
+        let resumed = await eventually {
+            let b = bob.session.statistics
+            return b.audio.framesDecoded >= heldEnd.audio.framesDecoded + 25 && b.video.framesDecoded >= heldEnd.video.framesDecoded + 10
+        }
+        #expect(resumed, "\(bob.session.statistics)")
+        #expect(bob.session.statistics.audio.authenticationFailures == 0)
+    }
+
     @Test func peerWithTheWrongKeyDecodesNothing() async throws {
         let alice = try Endpoint(tone: 1_000)
         let mallory = try Endpoint(tone: 600)
