@@ -89,13 +89,17 @@ public struct StatusReport: Codable, Sendable, Equatable {
         public var videoFramesSent: Int
         public var videoFramesDecoded: Int
         public var authenticationFailures: Int
+        /// The post holds the call (a sendonly/inactive re-INVITE): we receive but send nothing
+        /// until it resumes. Optional so a report from an older daemon still decodes.
+        public var heldByPost: Bool?
         public init(audioPacketsSent: Int, audioPacketsReceived: Int, videoFramesSent: Int,
-                    videoFramesDecoded: Int, authenticationFailures: Int) {
+                    videoFramesDecoded: Int, authenticationFailures: Int, heldByPost: Bool? = nil) {
             self.audioPacketsSent = audioPacketsSent
             self.audioPacketsReceived = audioPacketsReceived
             self.videoFramesSent = videoFramesSent
             self.videoFramesDecoded = videoFramesDecoded
             self.authenticationFailures = authenticationFailures
+            self.heldByPost = heldByPost
         }
     }
 

@@ -667,11 +667,13 @@ final class SIPCallSignalling: CallSignalling, Service, Sendable {
     }
 
     func mediaStatistics() async -> StatusReport.Media? {
-        guard let statistics = state.withLock({ $0.active })?.statistics else { return nil }
+        guard let session = state.withLock({ $0.active }) else { return nil }
+        let statistics = session.statistics
         return StatusReport.Media(
             audioPacketsSent: statistics.audio.packetsSent, audioPacketsReceived: statistics.audio.packetsReceived,
             videoFramesSent: statistics.video.framesSent, videoFramesDecoded: statistics.video.framesDecoded,
-            authenticationFailures: statistics.audio.authenticationFailures + statistics.video.authenticationFailures
+            authenticationFailures: statistics.audio.authenticationFailures + statistics.video.authenticationFailures,
+            heldByPost: session.isSendingHeld
         )
     }
 

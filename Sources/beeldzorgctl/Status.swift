@@ -88,7 +88,8 @@ struct StatusCommand: ParsableCommand {
         }
         row("Store", (report.store.healthy ? Terminal.good("ok") : Terminal.bad("fault")) + " \(report.store.path)" + (report.store.detail.map { " — \($0)" } ?? ""))
         if let media = report.media {
-            row("Media", "audio \(media.audioPacketsSent) sent / \(media.audioPacketsReceived) received, video \(media.videoFramesSent) sent / \(media.videoFramesDecoded) decoded, \(media.authenticationFailures) SRTP failures")
+            row("Media", "audio \(media.audioPacketsSent) sent / \(media.audioPacketsReceived) received, video \(media.videoFramesSent) sent / \(media.videoFramesDecoded) decoded, \(media.authenticationFailures) SRTP failures"
+                + (media.heldByPost == true ? "; held by the post (nothing sent until it resumes)" : ""))
         }
         if report.faults.isEmpty {
             row("Faults", Terminal.good("none"))

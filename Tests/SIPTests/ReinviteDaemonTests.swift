@@ -251,6 +251,23 @@ import Testing
             Issue.record("\(error)\nsipp: \(sipp.stderr)")
             return
         }
+        // While held, `beeldzorgctl status` says so (for a technician asking why the post hears
+        // nothing); after the resume it does not.
+        func heldInStatus() throws -> Bool? {
+            let json = try spawnAndRead([Daemon.binaries.appendingPathComponent("beeldzorgctl").path, "status",
+                                         "--socket", directory.appendingPathComponent("control.sock").path, "--json"])
+                .filter { !$0.isWhitespace }
+            return json.contains("\"heldByPost\":true") ? true : json.contains("\"heldByPost\":false") ? false : nil
+        }
+        try await daemon.waitFor("the post's hold") { daemon.log.contains("call held by the post") }
+        let statusWhileHeld = try heldInStatus()
+        // The resume comes on a third port: the second "moves the call's media".
+        func resumed() -> Bool { daemon.log.components(separatedBy: "re-INVITE moves the call's media").count > 2 }
+        if !resumed() {  // the hold lasts 2.5 s
+            #expect(statusWhileHeld == true, "status while held")
+        }
+        try await daemon.waitFor("the post's resume") { resumed() }
+        #expect(try heldInStatus() == false, "status after the resume")
         let status = try await sipp.exitStatus(timeout: .seconds(30))
         #expect(status == 0, "sipp exit \(status): \(sipp.stderr)\n\(daemon.log.suffix(4000))")
         try await daemon.waitFor("the call to end with the post's BYE") { daemon.log.contains("[gesprek beëindigd") }
