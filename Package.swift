@@ -45,6 +45,8 @@ let package = Package(
         .systemLibrary(name: "CFreeType", pkgConfig: "freetype2", providers: [.apt(["libfreetype-dev"])]),
         .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
         .systemLibrary(name: "CDRM", pkgConfig: "libdrm", providers: [.apt(["libdrm-dev"])]),
+        // libyuv ships no pkg-config file: the module map links libyuv.so itself.
+        .systemLibrary(name: "CYUV", providers: [.apt(["libyuv-dev"])]),
 
         // MARK: Layers
         .target(name: "CallFlow", swiftSettings: strict),
@@ -92,7 +94,7 @@ let package = Package(
         .target(name: "Control", swiftSettings: strict),
         .target(
             name: "Screen",
-            dependencies: ["CFreeType", "CPNG", "CDRM", "CallFlow", "Devices"],
+            dependencies: ["CFreeType", "CPNG", "CDRM", "CYUV", "CallFlow", "Devices"],
             swiftSettings: strict
         ),
         .target(

@@ -127,8 +127,8 @@ packages=(
     libstdc++6 libgcc-s1 libssl3
     # echo cancellation (Sources/CEchoCanceller)
     libwebrtc-audio-processing1
-    # the screen (Sources/Screen, issue 9): DRM/KMS, FreeType with DejaVu Sans, PNG
-    libdrm2 libfreetype6 libpng16-16 fonts-dejavu-core
+    # the screen (Sources/Screen, issue 9): DRM/KMS, FreeType with DejaVu Sans, PNG, libyuv
+    libdrm2 libfreetype6 libpng16-16 fonts-dejavu-core libyuv0
     espeak-ng sox
     # The provisioning client trusts the system's roots when provisioning.ca_file is left out.
     ca-certificates

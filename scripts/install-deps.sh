@@ -11,6 +11,7 @@ packages=(
     libsqlite3-dev
     # the screen (Sources/Screen): text, snapshots, DRM/KMS output, and the font it uses
     libfreetype-dev libpng-dev libdrm-dev fonts-dejavu-core
+    libyuv-dev  # I420 scaling and conversion for the screen (no pkg-config file; Sources/CYUV)
     # spoken prompts, rendered at build time
     espeak-ng sox
     # real peers the tests run against

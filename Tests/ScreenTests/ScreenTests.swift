@@ -135,6 +135,76 @@ import Testing
         I420Converter.draw(solid(235, 128, 128), into: &image, rect: Rect(x: 30, y: 30, width: 64, height: 48))
         #expect(image[49, 49] == 0xFFFFFF && image[29, 29] == 0)
     }
+
+    /// Eight vertical bars of 16 pixels (SMPTE-like colours, limited range), each bar's chroma
+    /// also split in two halves so that a pixel paired with its neighbour's chroma shows.
+    static let bars: [(y: UInt8, u: UInt8, v: UInt8)] = [
+        (180, 128, 128), (168, 44, 136), (145, 147, 44), (133, 63, 52),
+        (63, 193, 204), (51, 109, 212), (28, 212, 120), (16, 128, 128),
+    ]
+
+    func barFrame(width: Int = 128, height: Int = 32, halves: Bool = false) -> VideoFrame {
+        let barWidth = width / 8
+        var planes = [UInt8](repeating: 0, count: width * height * 3 / 2)
+        let chromaW = width / 2, uOffset = width * height, vOffset = uOffset + chromaW * height / 2
+        for row in 0..<height {
+            for x in 0..<width { planes[row * width + x] = Self.bars[x / barWidth].y }
+        }
+        for row in 0..<(height / 2) {
+            for cx in 0..<chromaW {
+                let bar = Self.bars[2 * cx / barWidth]
+                // In the right half of a bar U and V move by 6 (still a colour of that bar).
+                let shift: UInt8 = halves && (2 * cx) % barWidth >= barWidth / 2 ? 6 : 0
+                planes[uOffset + row * chromaW + cx] = bar.u &+ shift
+                planes[vOffset + row * chromaW + cx] = bar.v &- shift
+            }
+        }
+        return VideoFrame(width: width, height: height, planes: planes, timestamp: .zero)
+    }
+
+    @Test func scaledColourBarsHaveTheirOwnColours() {
+        var image = ScreenImage(width: 240, height: 100, fill: 0x123456)
+        let rect = Rect(x: 7, y: 5, width: 221, height: 55)  // odd sizes and offsets, 1.73×
+        I420Converter.draw(barFrame(), into: &image, rect: rect)
+        for (index, bar) in Self.bars.enumerated() {
+            let expected = I420Converter.colour(y: bar.y, u: bar.u, v: bar.v)
+            let x = rect.x + rect.width * (2 * index + 1) / 16
+            for y in [rect.y, rect.y + rect.height / 2, rect.y + rect.height - 1] {
+                #expect(close(image[x, y], expected, within: 2),
+                        "bar \(index) at (\(x), \(y)): \(String(image[x, y], radix: 16)), want \(String(expected, radix: 16))")
+            }
+        }
+        #expect(image[6, 30] == 0x123456 && image[228, 30] == 0x123456 && image[100, 4] == 0x123456 && image[100, 60] == 0x123456)
+        #expect(image.pixels.allSatisfy { $0 >> 24 == 0 }, "the top byte stays 0 (XRGB, as PNG and comparisons expect)")
+    }
+
+    @Test func unscaledPixelsKeepTheirOwnChromaWhenClippedAtAnOddOffset() {
+        let frame = barFrame(width: 64, height: 16, halves: true)
+        var image = ScreenImage(width: 40, height: 10)
+        I420Converter.draw(frame, into: &image, rect: Rect(x: -3, y: -5, width: 64, height: 16))
+        let uOffset = frame.lumaCount, vOffset = uOffset + frame.chromaCount
+        for y in 0..<10 {
+            for x in 0..<40 {
+                let sx = x + 3, sy = y + 5, ci = (sy / 2) * 32 + sx / 2
+                let expected = I420Converter.colour(y: frame.planes[sy * 64 + sx], u: frame.planes[uOffset + ci],
+                                                    v: frame.planes[vOffset + ci])
+                #expect(image[x, y] == expected, "(\(x), \(y)): \(String(image[x, y], radix: 16)), want \(String(expected, radix: 16))")
+            }
+        }
+    }
+
+    @Test func aClippedScaledRectangleShowsThePartOfTheWholeOne() {
+        let frame = barFrame(halves: true)
+        var whole = ScreenImage(width: 221, height: 55)
+        I420Converter.draw(frame, into: &whole, rect: Rect(x: 0, y: 0, width: 221, height: 55))
+        var clipped = ScreenImage(width: 150, height: 40)
+        I420Converter.draw(frame, into: &clipped, rect: Rect(x: -13, y: -7, width: 221, height: 55))
+        var differing = 0
+        for y in 0..<40 {
+            for x in 0..<150 where clipped[x, y] != whole[x + 13, y + 7] { differing += 1 }
+        }
+        #expect(differing == 0)
+    }
 }
 
 @Suite struct PNGAndFontTests {
