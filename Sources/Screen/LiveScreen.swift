@@ -143,7 +143,10 @@ public final class LiveScreen: Sendable {
         return ScreenModel(status: snapshot.status, context: context, texts: texts)
     }
 
-    static let minimumFrameInterval: Duration = .milliseconds(33)
+    /// 25 frames a second at most: the rate of the post's video and of our camera. At 30, two
+    /// 25 fps streams arriving out of step drew about 30 whole frames a second for no newer
+    /// picture (`screen-benchmark`: 3.0–4.0 CPU s per call-minute at 30, 3.0–3.25 at 25).
+    static let minimumFrameInterval: Duration = .milliseconds(40)
 
     private func drawLoop() {
         var last: ScreenModel?
@@ -153,7 +156,7 @@ public final class LiveScreen: Sendable {
         while !inputs.withLock({ $0.stopped }) {
             var model = currentModel(now: Date())
             if case .inCall = model, model != last {
-                // Remote and self-view frames each signal; draw at most ~30 times a second
+                // Remote and self-view frames each signal; draw at most 25 times a second
                 // so two 25 fps streams cost one frame's work, not two.
                 let since = lastDrawn.duration(to: .now)
                 if since < Self.minimumFrameInterval {
