@@ -132,9 +132,14 @@ public struct RTPStreamSender: Sendable {
 
     /// RTP timestamp for a media time since the stream started.
     public func rtpTimestamp(for mediaTime: Duration) -> UInt32 {
-        let (seconds, attoseconds) = mediaTime.components
+        timestampBase &+ ticks(mediaTime)
+    }
+
+    /// `duration` in clock-rate ticks, modulo 2^32 as RTP timestamps count.
+    private func ticks(_ duration: Duration) -> UInt32 {
+        let (seconds, attoseconds) = duration.components
         let ticks = Int64(seconds) * Int64(clockRate) + Int64(attoseconds / 1_000_000) * Int64(clockRate) / 1_000_000_000_000
-        return timestampBase &+ UInt32(truncatingIfNeeded: ticks)
+        return UInt32(truncatingIfNeeded: ticks)
     }
 
     public mutating func packet(payload: [UInt8], timestamp: UInt32, marker: Bool,
@@ -157,9 +162,7 @@ public struct RTPStreamSender: Sendable {
     /// own timestamp would be up to a frame (40 ms of video) early.
     public func reportTimestamp(at instant: ContinuousClock.Instant = .now) -> UInt32 {
         guard let sent = lastTimestampSent, instant > sent else { return lastTimestamp }
-        let (seconds, attoseconds) = sent.duration(to: instant).components
-        let ticks = Int64(seconds) * Int64(clockRate) + Int64(attoseconds / 1_000_000) * Int64(clockRate) / 1_000_000_000_000
-        return lastTimestamp &+ UInt32(truncatingIfNeeded: ticks)
+        return lastTimestamp &+ ticks(sent.duration(to: instant))
     }
 }
 
