@@ -328,7 +328,7 @@ if [ "$test_image" -eq 1 ]; then
     step "test image"
     cp -a "$image_dir/test/rootfs/." "$rootfs/"
     chmod 0755 "$rootfs/usr/libexec/beeldzorg/"*
-    systemctl --root="$rootfs" enable beeldzorg-image-test.service beeldzorg-test-led.service
+    systemctl --root="$rootfs" enable beeldzorg-image-test.service
     systemctl --root="$rootfs" mask serial-getty@ttyS0.service systemd-timesyncd.service
     # The centrale's edge proxy on the test network (image/test/host-peers.sh): a name for
     # TLS to check, with no DNS on that network.
