@@ -305,7 +305,17 @@ video "$usbif" 5 "USB Camera: USB Camera" 1 ""
 # A second capture node on the same device (an IR sensor, say): index 1, so not the camera.
 video "$usbif" 6 "USB Camera: USB Camera" 1 :capture:
 
-for dev in /sys/devices/virtual/input/input*/event* /sys/devices/platform/vivid.0/video4linux/video* "$usbif"/video4linux/video*; do
+# LEDs: the status LED (a userspace LED, as the image test makes it with uleds) and a
+# keyboard's LED, which is not ours.
+led() { # DIR
+    mkdir -p "$1"; echo 255 >"$1/max_brightness"; echo 0 >"$1/brightness"; : >"$1/uevent"
+    link_up "$1" class/leds
+}
+led /sys/devices/virtual/misc/uleds/beeldzorg:status
+led /sys/devices/virtual/input/input3/input3::capslock
+
+for dev in /sys/devices/virtual/input/input*/event* /sys/devices/platform/vivid.0/video4linux/video* "$usbif"/video4linux/video* \
+           /sys/devices/virtual/misc/uleds/beeldzorg:status /sys/devices/virtual/input/input3/input3::capslock; do
     SYSTEMD_DEVICE_VERIFY_SYSFS=0 udevadm test --action=add "$dev" >"$tree/out-$(basename "$dev")" 2>&1 || echo "udevadm test failed for $dev" >>"$tree/errors"
 done
 # What udev did, as the daemon will see it.
@@ -321,7 +331,7 @@ EOS
         fail "udev: could not run udevadm test in a private mount namespace: $out"
     else
         complaints=$(cat "$udevtree"/out-* | grep -E '70-beeldzorg\.rules:[0-9]+ ' \
-            | grep -Ev 'Importing properties|Failed to run builtin .hwdb|GROUP [0-9]+|MODE 0|LINK ' | sort -u || true)
+            | grep -Ev 'Importing properties|Failed to run builtin .hwdb|GROUP [0-9]+|MODE 0|LINK |RUN ' | sort -u || true)
         [ -f "$udevtree/errors" ] && fail "udev: $(cat "$udevtree/errors")"
         if [ -n "$complaints" ]; then
             fail "udev: udevadm complains about 70-beeldzorg.rules:"
@@ -357,6 +367,14 @@ EOF
             grep -q '^DEVLINKS=.*/dev/beeldzorg/' "$udevtree/out-$dev" \
                 && fail "udev: $dev must not get a /dev/beeldzorg link"
         done
+        # The status LED: the timer trigger selected and its two delays given to the daemon's
+        # group, by one program (udevadm test lists RUN programs without running them).
+        if grep -q "^run: '/bin/sh -c 'modprobe -q ledtrig-timer; echo timer > /sys/devices/virtual/misc/uleds/beeldzorg:status/trigger && chgrp beeldzorg .*delay_on .*delay_off && chmod 0664" "$udevtree/out-beeldzorg:status" \
+            && ! grep -q "^run: " "$udevtree/out-input3::capslock"; then
+            pass "udev: the status LED's delay_on/delay_off go to group beeldzorg; other LEDs untouched"
+        else
+            fail "udev: status LED rule: $(grep -h '^run: ' "$udevtree/out-beeldzorg:status" "$udevtree/out-input3::capslock" | tr '\n' ';')"
+        fi
         if grep -q '^/dev/beeldzorg/button /dev/input/event' "$udevtree/links" \
             && grep -q '^/dev/beeldzorg/camera /dev/video[04]$' "$udevtree/links"; then
             pass "udev: /dev/beeldzorg/button and /dev/beeldzorg/camera point at claimed nodes"

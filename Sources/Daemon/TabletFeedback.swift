@@ -27,6 +27,10 @@ final class TabletFeedback: ClientFeedback {
         self.screen = screen
         self.logger = logger
         light = statusLED.map { SysfsLED(name: $0, logger: logger) }
+        // The daemon starts at rest: whatever the light showed before (udev's default blink
+        // when the trigger was selected, a call that a restart cut off) goes now. CallFlow
+        // sets it again from here on.
+        light?.show(.idle)
         player = PromptPlayer(sink: devices.makeSpeaker())
         do {
             prompts = try PromptLibrary(promptsDirectory: promptsDirectory, language: language)

@@ -1,6 +1,6 @@
-// The button's (or a status) LED through the kernel LED class: brightness for steady light,
-// the `timer` trigger with delay_on/delay_off for blinking, so the kernel does the blinking
-// and a busy or stalled daemon never leaves the light frozen half-way.
+// The button's (or a status) LED through the kernel LED class: the `timer` trigger's
+// delay_on/delay_off for every pattern (off, steady, blinking), so the kernel does the
+// blinking and a busy or stalled daemon never leaves the light frozen half-way.
 
 import Glibc
 public import Logging
@@ -61,6 +61,16 @@ extension StatusLight {
 
 /// An LED of the kernel LED class, `/sys/class/leds/NAME`. A missing LED is not an error:
 /// the tablet works without one, so it is logged once and otherwise ignored.
+///
+/// Every pattern is written as the `timer` trigger's `delay_on`/`delay_off` only: off is
+/// `delay_on` 0, steady on is `delay_off` 0, anything else blinks (the kernel's
+/// `led_set_software_blink`). The daemon runs without privileges under a read-only `/sys`
+/// (`ProtectKernelTunables=`), so it can write exactly the two attributes that udev gave its
+/// group when the LED appeared (`udev/70-beeldzorg.rules` selects the trigger then) and that
+/// the unit makes writable (`ReadWritePaths=`). Writing `brightness` or `trigger` would need
+/// more: a `brightness` write even removes the trigger and its two attributes with it. Where
+/// the trigger is not selected yet (a tablet without the udev rule, a test's fake directory)
+/// it is selected once here, which works when the daemon may.
 public final class SysfsLED: StatusLight {
     public let name: String
     private let directory: String
@@ -85,32 +95,43 @@ public final class SysfsLED: StatusLight {
                 return
             }
             guard state.shown != pattern else { return }
-            var ok = true
+            guard timerTriggerSelected(&state.reported) else {
+                state.shown = nil
+                return
+            }
+            // The order of the two writes never passes through delay_on = delay_off = 0,
+            // which the kernel takes as "blink at 1 Hz".
+            let ok: Bool
             switch pattern {
             case .off:
-                ok = write("trigger", "none", &state.reported) && write("brightness", "0", &state.reported)
+                ok = write("delay_off", "1000", &state.reported) && write("delay_on", "0", &state.reported)
             case .on:
-                ok = write("trigger", "none", &state.reported) && write("brightness", maxBrightness(), &state.reported)
+                ok = write("delay_on", "1000", &state.reported) && write("delay_off", "0", &state.reported)
             case .blink(let on, let off):
-                // Writing the trigger makes the kernel create delay_on/delay_off.
-                ok = write("trigger", "timer", &state.reported)
-                    && write("delay_on", "\(on.milliseconds)", &state.reported)
-                    && write("delay_off", "\(off.milliseconds)", &state.reported)
+                ok = write("delay_on", "\(max(on.milliseconds, 1))", &state.reported)
+                    && write("delay_off", "\(max(off.milliseconds, 1))", &state.reported)
             }
             state.shown = ok ? pattern : nil
         }
     }
 
-    private func maxBrightness() -> String {
-        let fd = open(directory + "/max_brightness", O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return "1" }
-        defer { close(fd) }
-        var buf = [UInt8](repeating: 0, count: 32)
-        let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-        guard n > 0, let value = Int(String(decoding: buf[0..<n], as: UTF8.self).filter(\.isNumber)), value > 0 else {
-            return "1"
+    /// The `timer` trigger is active (sysfs lists it as `[timer]`), or was made so now.
+    private func timerTriggerSelected(_ reported: inout Set<String>) -> Bool {
+        let current = readAttribute("trigger") ?? ""
+        if current.contains("[timer]") || current.split(whereSeparator: \.isWhitespace) == ["timer"] {
+            return true
         }
-        return "\(value)"
+        return write("trigger", "timer", &reported)
+    }
+
+    private func readAttribute(_ attribute: String) -> String? {
+        let fd = open(directory + "/" + attribute, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var buf = [UInt8](repeating: 0, count: 4096)
+        let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        guard n > 0 else { return nil }
+        return String(decoding: buf[0..<n], as: UTF8.self)
     }
 
     private func write(_ attribute: String, _ value: String, _ reported: inout Set<String>) -> Bool {

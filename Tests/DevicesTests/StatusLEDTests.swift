@@ -39,29 +39,55 @@ struct StatusLEDTests {
         }
     }
 
-    @Test func steadyAndBlinkingPatternsWriteTheLEDClassAttributes() {
+    @Test func everyPatternIsWrittenAsTheTimerTriggersTwoDelays() {
         let dir = fakeLEDClass(name: "beeldzorg:green:button")
         defer { dir.cleanup() }
         let led = SysfsLED(name: "beeldzorg:green:button", classDirectory: dir.path)
         #expect(led.isPresent)
 
         led.show(.ringing)
-        #expect(attribute(dir, led.name, "trigger") == "timer\n")
+        #expect(attribute(dir, led.name, "trigger") == "timer\n", "the trigger is selected once where it was not")
         #expect(attribute(dir, led.name, "delay_on") == "125\n")
         #expect(attribute(dir, led.name, "delay_off") == "125\n")
 
         led.show(.inCall)
-        #expect(attribute(dir, led.name, "trigger") == "none\n")
-        #expect(attribute(dir, led.name, "brightness") == "255\n", "steady on uses max_brightness")
+        #expect(attribute(dir, led.name, "delay_off") == "0\n", "steady on: never off")
+        #expect(attribute(dir, led.name, "delay_on") != "0\n")
 
         led.show(.fault)
-        #expect(attribute(dir, led.name, "trigger") == "timer\n")
         #expect(attribute(dir, led.name, "delay_on") == "100\n")
         #expect(attribute(dir, led.name, "delay_off") == "1900\n")
 
         led.show(.idle)
-        #expect(attribute(dir, led.name, "trigger") == "none\n")
-        #expect(attribute(dir, led.name, "brightness") == "0\n")
+        #expect(attribute(dir, led.name, "delay_on") == "0\n", "off: never on")
+        #expect(attribute(dir, led.name, "delay_off") != "0\n", "both 0 would mean a 1 Hz blink to the kernel")
+        #expect(attribute(dir, led.name, "brightness") == "0\n", "brightness is never written: that removes the trigger")
+    }
+
+    /// As on the tablet: udev selected the trigger and gave the daemon's group the two delay
+    /// attributes; `trigger` and `brightness` are not writable. Every pattern still shows.
+    @Test func onlyTheTwoDelaysNeedToBeWritable() throws {
+        let dir = fakeLEDClass(name: "status")
+        defer { dir.cleanup() }
+        let led = dir.file("status")
+        _ = FileManager.default.createFile(atPath: led + "/trigger", contents: Data("none [timer] heartbeat\n".utf8))
+        for name in ["trigger", "brightness", "max_brightness"] {
+            try FileManager.default.setAttributes([.posixPermissions: 0o444], ofItemAtPath: led + "/" + name)
+        }
+        let light = SysfsLED(name: "status", classDirectory: dir.path)
+        for state in IndicatorState.allCases {
+            light.show(state)
+            switch LEDPattern(state) {
+            case .off: #expect(attribute(dir, "status", "delay_on") == "0\n")
+            case .on: #expect(attribute(dir, "status", "delay_off") == "0\n")
+            case .blink(let on, let off):
+                #expect(attribute(dir, "status", "delay_on") == "\(on.components.seconds * 1000 + on.components.attoseconds / 1_000_000_000_000_000)\n")
+                #expect(attribute(dir, "status", "delay_off") == "\(off.components.seconds * 1000 + off.components.attoseconds / 1_000_000_000_000_000)\n")
+            }
+        }
+        // (Tests run as root, whom the modes do not stop: what shows it is that neither was written.)
+        #expect(attribute(dir, "status", "trigger") == "none [timer] heartbeat\n")
+        #expect(attribute(dir, "status", "brightness") == "0\n")
     }
 
     @Test func repeatedPatternIsNotRewritten() {
@@ -71,11 +97,11 @@ struct StatusLEDTests {
         led.show(.inCall)
         // Someone (a technician's echo) changes the LED; the same pattern again is a no-op,
         // a different one is applied.
-        _ = FileManager.default.createFile(atPath: dir.file("status") + "/brightness", contents: Data("7\n".utf8))
+        _ = FileManager.default.createFile(atPath: dir.file("status") + "/delay_off", contents: Data("7\n".utf8))
         led.show(.inCall)
-        #expect(attribute(dir, "status", "brightness") == "7\n")
+        #expect(attribute(dir, "status", "delay_off") == "7\n")
         led.show(.idle)
-        #expect(attribute(dir, "status", "brightness") == "0\n")
+        #expect(attribute(dir, "status", "delay_on") == "0\n")
     }
 
     @Test func missingLEDIsNotAnError() {
