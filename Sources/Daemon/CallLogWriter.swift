@@ -145,6 +145,7 @@ final class CallLogWriter: Sendable {
         case .declined: .rejected
         case .rejectedNotAContact: .notAContact
         case .rejectedBusy: .busy
+        case .connectionLost: .connectionLost
         }
     }
 }
