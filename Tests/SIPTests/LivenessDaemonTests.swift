@@ -1,0 +1,63 @@
+import Foundation
+import Testing
+
+/// Issue 15, problem 4: "a dead post leaves the client in a call with nobody". The built
+/// beeldzorgd calls a real baresip post over TLS through Kamailio; the post is SIGKILLed
+/// mid-call (no BYE, no RTCP BYE, media just stops). With the default
+/// `media.liveness_timeout_seconds` (15) the tablet must end the call within 15 s (plus a
+/// margin for a loaded machine), tell the client, log "connection lost" and queue a callback
+/// request. Before it, the post's own BYE (over UDP to Kamailio, then over the tablet's TLS
+/// flow) is honoured at once.
+@Suite(.serialized) struct LivenessDaemonTests {
+    @Test func aPostKilledMidCallEndsTheTabletsCallWithinFifteenSeconds() async throws {
+        try await BaresipDaemonTests.withRegisteredDaemon(post: "killedpost") { post, proxy, daemon in
+            try await daemon.waitFor("the post liveness check") { daemon.log.contains("post liveness") }
+            func media() -> [String: Any]? { daemon.status?["media"] as? [String: Any] }
+            func callbackRequests() throws -> Int {
+                Int(try spawnAndRead(["/usr/bin/sqlite3", daemon.databasePath, "SELECT count(*) FROM callbackRequest"])
+                    .trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
+            }
+
+            // First call: the post hangs up itself; its BYE reaches the tablet over TLS.
+            try daemon.button("press")
+            try await daemon.waitFor("the first call to be up") { daemon.phase == "inCall" }
+            try await post.next("CALL_ESTABLISHED")
+            try await post.command("hangup")
+            let hangUp = ContinuousClock.now
+            try await daemon.waitFor("the post's BYE to end the call", timeout: .seconds(5)) { daemon.phase != "inCall" }
+            print("liveness: the post's BYE ended the call after \(ContinuousClock.now - hangUp)")
+            #expect(daemon.log.contains("hung up by other side") || daemon.log.contains("gesprek beëindigd"))
+            #expect(try callbackRequests() == 0)
+
+            // Second call: the post dies.
+            try daemon.button("press")
+            try await daemon.waitFor("the second call to be up") { daemon.phase == "inCall" }
+            try await daemon.waitFor("SRTP audio from the post") { (media()?["audioPacketsReceived"] as? Int ?? 0) >= 25 }
+            post.killAbruptly()
+            let killed = ContinuousClock.now
+            let pid = daemon.peer.pid
+            try await daemon.waitFor("the tablet to notice the dead post", timeout: .seconds(30)) { daemon.phase != "inCall" }
+            let noticed = ContinuousClock.now - killed
+            print("liveness: a SIGKILLed post's call ended after \(noticed)")
+            #expect(noticed <= .seconds(15 + 3), "the call outlived its post by \(noticed)")
+            #expect(noticed >= .seconds(10), "ended after \(noticed), before the liveness time could pass")
+            #expect(daemon.phase == "connectionLost")
+            #expect(daemon.peer.pid == pid)
+
+            // The client was told (spoken prompt, on the console screen), the call log says so,
+            // the centrale gets a callback request, and the tablet tried a BYE.
+            #expect(daemon.log.contains("De verbinding is verbroken."), "\(daemon.log.suffix(3000))")
+            #expect(daemon.log.contains("[verbinding verbroken"))
+            let calls = daemon.calls
+            #expect(calls.contains("connectionLost"), "\(calls)")
+            #expect(try callbackRequests() == 1)
+            #expect((daemon.status?["call"] as? [String: Any])?["callbackPending"] as? Bool == true)
+            try await daemon.waitFor("the BYE towards the dead post") {
+                proxy.log.components(separatedBy: "request BYE").count >= 3  // the post's, then ours
+            }
+            // Media stopped: no media in the status, and the screen returns to rest.
+            #expect(media() == nil)
+            try await daemon.waitFor("the tablet to rest", timeout: .seconds(20)) { daemon.phase == "idle" }
+        }
+    }
+}
