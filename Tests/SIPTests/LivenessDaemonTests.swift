@@ -61,3 +61,56 @@ import Testing
         }
     }
 }
+
+/// The same field situation over UDP and TCP, without a proxy in between (a lab set-up, and
+/// the transports the issue names besides TLS): the built beeldzorgd calls a baresip post
+/// directly; the post's BYE over that transport is honoured, and the post SIGKILLed mid-call
+/// ends the tablet's call within 15 s as "connection lost".
+@Suite(.serialized) struct DirectLivenessDaemonTests {
+    @Test(arguments: ["udp", "tcp"])
+    func aPostKilledMidCallOverTransport(_ transport: String) async throws {
+        let post = try await Baresip(name: "direct\(transport)")
+        try await post.start()
+        defer { post.stop() }
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("bz-liveness-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let uri = transport == "udp" ? post.uri : "\(post.uri);transport=\(transport)"
+        let daemon = try ReinviteDaemonTests.Daemon(directory: directory, post: uri, transport: transport)
+        defer { daemon.stop() }
+        try await daemon.waitFor("the daemon to be up") { daemon.log.contains("[rust") }
+        let database = directory.appendingPathComponent("beeldzorg.sqlite").path
+        func sql(_ query: String) throws -> String {
+            try spawnAndRead(["/usr/bin/sqlite3", database, query]).trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+
+        try await daemon.waitFor("the press") { (try? daemon.button("press")) != nil }
+        try await daemon.waitFor("the first call to be up") { daemon.log.contains("[in gesprek") }
+        try await post.next("CALL_ESTABLISHED")
+        try await post.command("hangup")
+        try await daemon.waitFor("the post's BYE over \(transport) to end the call", timeout: .seconds(5)) {
+            daemon.log.contains("[gesprek beëindigd")
+        }
+
+        try await daemon.waitFor("the second press") { (try? daemon.button("press")) != nil }
+        try await daemon.waitFor("the second call to be up") {
+            daemon.log.components(separatedBy: "[in gesprek").count >= 3
+        }
+        try await daemon.waitFor("SRTP from the post", timeout: .seconds(10)) {
+            (try? sql("SELECT count(*) FROM callRecord WHERE answeredAt IS NOT NULL")) == "2"
+        }
+        try await post.next("CALL_RTPESTAB", timeout: .seconds(15))
+        post.killAbruptly()
+        let killed = ContinuousClock.now
+        try await daemon.waitFor("the tablet to notice the dead post", timeout: .seconds(30)) {
+            daemon.log.contains("[verbinding verbroken")
+        }
+        let noticed = ContinuousClock.now - killed
+        print("liveness over \(transport): a SIGKILLed post's call ended after \(noticed)")
+        #expect(noticed <= .seconds(15 + 3), "the call outlived its post by \(noticed)")
+        #expect(daemon.log.contains("De verbinding is verbroken."))
+        #expect(try sql("SELECT outcome FROM callRecord ORDER BY startedAt") == "answered\nconnectionLost")
+        #expect(try sql("SELECT count(*) FROM callbackRequest") == "1")
+        #expect(daemon.isRunning)
+    }
+}
