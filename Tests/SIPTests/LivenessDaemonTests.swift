@@ -62,6 +62,32 @@ import Testing
     }
 }
 
+/// A post that holds the call sends no RTP (baresip 1.0.0 sends none after `hold`, see
+/// BaresipHoldDaemonTests); its RTCP reports go on, and with them the held call must outlive the
+/// liveness time. A rule on RTP alone would drop every long hold.
+@Suite(.serialized) struct HeldCallLivenessTests {
+    @Test func aCallHeldLongerThanTheLivenessTimeStaysUp() async throws {
+        try await BaresipDaemonTests.withRegisteredDaemon(post: "longhold") { post, _, daemon in
+            try await daemon.waitFor("the post liveness check") { daemon.log.contains("post liveness") }
+            try daemon.button("press")
+            try await daemon.waitFor("the call to be up") { daemon.phase == "inCall" }
+            try await post.next("CALL_ESTABLISHED")
+            try await post.command("hold")
+            try await daemon.waitFor("the daemon to take the hold") { daemon.log.contains("call held by the post") }
+            // Watch for 15 s + 5 s: the call must not end (a bounded observation, not a wait).
+            let until = ContinuousClock.now + .seconds(20)
+            while ContinuousClock.now < until {
+                #expect(daemon.phase == "inCall", "a held call ended: \(daemon.log.suffix(2000))")
+                if daemon.phase != "inCall" { break }
+                try await Task.sleep(for: .milliseconds(500))
+            }
+            #expect(!daemon.log.contains("connection lost"))
+            try daemon.button("long")
+            try await post.next("CALL_CLOSED")
+        }
+    }
+}
+
 /// The same field situation over UDP and TCP, without a proxy in between (a lab set-up, and
 /// the transports the issue names besides TLS): the built beeldzorgd calls a baresip post
 /// directly; the post's BYE over that transport is honoured, and the post SIGKILLed mid-call
