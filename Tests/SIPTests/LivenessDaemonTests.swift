@@ -74,6 +74,8 @@ import Testing
             try await post.next("CALL_ESTABLISHED")
             try await post.command("hold")
             try await daemon.waitFor("the daemon to take the hold") { daemon.log.contains("call held by the post") }
+            func audioReceived() -> Int { (daemon.status?["media"] as? [String: Any])?["audioPacketsReceived"] as? Int ?? -1 }
+            let heldAt = audioReceived()
             // Watch for 15 s + 5 s: the call must not end (a bounded observation, not a wait).
             let until = ContinuousClock.now + .seconds(20)
             while ContinuousClock.now < until {
@@ -82,6 +84,10 @@ import Testing
                 try await Task.sleep(for: .milliseconds(500))
             }
             #expect(!daemon.log.contains("connection lost"))
+            let rtpWhileHeld = audioReceived() - heldAt
+            print("liveness: held for 20 s; audio RTP from the post during the hold: \(rtpWhileHeld) packets")
+            // Only RTCP came (this post has no video): that is what kept the call up.
+            #expect(rtpWhileHeld == 0, "the post sent RTP while holding; this test then shows nothing about RTCP")
             try daemon.button("long")
             try await post.next("CALL_CLOSED")
         }
