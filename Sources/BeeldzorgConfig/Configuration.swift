@@ -58,6 +58,18 @@ public struct Configuration: Sendable, Equatable {
         public var echoCancellation: Bool
     }
 
+    /// The call's media (`media:`).
+    public struct Media: Sendable, Equatable {
+        /// A call in which nothing (no RTP, no RTCP) came from the other side for this long
+        /// is ended as "connection lost" (a post that died without BYE). Held calls stay up
+        /// on the post's RTCP.
+        public var livenessTimeoutSeconds: Int
+
+        public init(livenessTimeoutSeconds: Int = 15) {
+            self.livenessTimeoutSeconds = livenessTimeoutSeconds
+        }
+    }
+
     /// Where the tablet fetches its contacts and settings and delivers its call log
     /// (`provisioning:`); nil when the section is absent (no server: the store is filled by
     /// other means, e.g. the demo).
@@ -114,6 +126,7 @@ public struct Configuration: Sendable, Equatable {
     public var demoCentrale: Bool
     public var provisioning: Provisioning? = nil
     public var screen = Screen()
+    public var media = Media()
 
     /// Parses and validates a configuration file's text.
     public static func parse(_ text: String) throws(ConfigError) -> Configuration {
@@ -208,6 +221,14 @@ public struct Configuration: Sendable, Equatable {
         )
         try audio?.finish()
 
+        var parsedMedia = Media()
+        if var section = try root.section("media") {
+            // At least 5 s: RTCP comes every 5 s or so (RFC 3550), and a held call lives on it.
+            parsedMedia.livenessTimeoutSeconds = try section.int("liveness_timeout_seconds", in: 5...120)
+                ?? parsedMedia.livenessTimeoutSeconds
+            try section.finish()
+        }
+
         var parsedProvisioning: Provisioning?
         if var section = try root.section("provisioning") {
             let url = try section.requiredString("url")
@@ -258,6 +279,7 @@ public struct Configuration: Sendable, Equatable {
         )
         configuration.provisioning = parsedProvisioning
         configuration.screen = parsedScreen
+        configuration.media = parsedMedia
         try root.finish()
         return configuration
     }

@@ -64,6 +64,9 @@ public struct CallFlow: Sendable {
         case ending(CallRecordID)
         /// "Niet bereikbaar" on screen for `unreachableScreenDuration`; callback queued.
         case unreachable(CallRecordID)
+        /// "De verbinding is verbroken" on screen for `unreachableScreenDuration`: the other
+        /// side went silent mid-call (for a centrale call, a callback request is queued).
+        case connectionLost(CallRecordID)
     }
 
     private var state: State = .idle
@@ -102,6 +105,7 @@ public struct CallFlow: Sendable {
         case .postAvailability(let postID, let alive): postAvailability(postID, alive: alive)
         case .timerFired(let timer): timerFired(timer)
         case .mediaFailed(let failure): mediaFailed(failure)
+        case .connectionLost(let leg): connectionLost(leg)
         }
     }
 
@@ -133,6 +137,8 @@ public struct CallFlow: Sendable {
             status.phase = .ending
         case .unreachable:
             status.phase = .unreachable
+        case .connectionLost:
+            status.phase = .connectionLost
         }
         return status
     }
@@ -145,7 +151,7 @@ public struct CallFlow: Sendable {
         switch state {
         case .idle, .fault:
             return startAttempt(leaving: [])
-        case .ending(let record), .unreachable(let record):
+        case .ending(let record), .unreachable(let record), .connectionLost(let record):
             // The tablet is effectively idle behind these screens: a press is a call for help.
             return startAttempt(leaving: [.cancelTimer(.screenTimeout(record))])
         case .calling, .inCall:
@@ -162,7 +168,7 @@ public struct CallFlow: Sendable {
         case .idle, .fault:
             // Holding the button is asking for help just as much as pressing it.
             return startAttempt(leaving: [])
-        case .ending(let record), .unreachable(let record):
+        case .ending(let record), .unreachable(let record), .connectionLost(let record):
             // One long press always leads back to idle.
             return [.cancelTimer(.screenTimeout(record))] + enterRest()
         case .calling(let attempt):
@@ -183,7 +189,7 @@ public struct CallFlow: Sendable {
             return [.playPrompt(.buttonStuck), .setIndicator(.fault)]
         case .fault:
             return wasStuck ? [] : [.playPrompt(.buttonStuck)]
-        case .calling, .incomingRinging, .inCall, .ending, .unreachable:
+        case .calling, .incomingRinging, .inCall, .ending, .unreachable, .connectionLost:
             // Calls go on; an incoming call can still be answered by auto-answer. The fault
             // shows once the tablet is back at rest.
             return []
@@ -195,7 +201,7 @@ public struct CallFlow: Sendable {
         switch state {
         case .fault:
             return networkUp ? enterRest() : []
-        case .idle, .calling, .incomingRinging, .inCall, .ending, .unreachable:
+        case .idle, .calling, .incomingRinging, .inCall, .ending, .unreachable, .connectionLost:
             return []
         }
     }
@@ -211,7 +217,7 @@ public struct CallFlow: Sendable {
             attempt.ringing = true
             state = .calling(attempt)
             return [.playTone(.ringback)]
-        case .idle, .fault, .incomingRinging, .inCall, .ending, .unreachable:
+        case .idle, .fault, .incomingRinging, .inCall, .ending, .unreachable, .connectionLost:
             return []
         }
     }
@@ -224,7 +230,7 @@ public struct CallFlow: Sendable {
             }
         case .inCall(let call):
             if call.leg == leg { return [] }  // a retransmitted 2xx; the SIP layer re-ACKs
-        case .idle, .fault, .incomingRinging, .ending, .unreachable:
+        case .idle, .fault, .incomingRinging, .ending, .unreachable, .connectionLost:
             break
         }
         // A 2xx for a leg we cancelled or gave up on (ring-all race, CANCEL crossing the 200):
@@ -253,7 +259,7 @@ public struct CallFlow: Sendable {
         case .incomingRinging(let incoming):
             guard incoming.leg == leg else { return [] }
             return missIncoming(incoming, reject: nil, reason: "caller gone: \(reason)")
-        case .idle, .fault, .ending, .unreachable:
+        case .idle, .fault, .ending, .unreachable, .connectionLost:
             // Typically the 487 for a leg we cancelled.
             return []
         }
@@ -278,7 +284,7 @@ public struct CallFlow: Sendable {
         switch state {
         case .idle, .fault:
             return startRinging(leg, caller, contact, leaving: [])
-        case .ending(let record), .unreachable(let record):
+        case .ending(let record), .unreachable(let record), .connectionLost(let record):
             return startRinging(leg, caller, contact, leaving: [.cancelTimer(.screenTimeout(record))])
         case .calling, .incomingRinging, .inCall:
             let record = nextRecord()
@@ -295,7 +301,7 @@ public struct CallFlow: Sendable {
         case .incomingRinging(let incoming):
             guard incoming.leg == leg else { return [] }
             return missIncoming(incoming, reject: nil, reason: "caller cancelled")
-        case .idle, .fault, .calling, .inCall, .ending, .unreachable:
+        case .idle, .fault, .calling, .inCall, .ending, .unreachable, .connectionLost:
             return []
         }
     }
@@ -305,7 +311,7 @@ public struct CallFlow: Sendable {
         case .inCall(let call):
             guard call.leg == leg else { return [] }
             return endCall(call, sendBye: false, reason: "hung up by other side")
-        case .idle, .fault, .calling, .incomingRinging, .ending, .unreachable:
+        case .idle, .fault, .calling, .incomingRinging, .ending, .unreachable, .connectionLost:
             return []
         }
     }
@@ -347,7 +353,7 @@ public struct CallFlow: Sendable {
         case .inCall(let call):
             guard !up else { return [] }
             return endCall(call, sendBye: true, reason: "network lost")
-        case .ending, .unreachable:
+        case .ending, .unreachable, .connectionLost:
             // Back at rest, the tablet shows the fault.
             return []
         }
@@ -361,7 +367,7 @@ public struct CallFlow: Sendable {
         }
         // Legs already ringing are left alone; liveness decides the next round only.
         switch state {
-        case .idle, .fault, .calling, .incomingRinging, .inCall, .ending, .unreachable:
+        case .idle, .fault, .calling, .incomingRinging, .inCall, .ending, .unreachable, .connectionLost:
             return []
         }
     }
@@ -378,7 +384,19 @@ public struct CallFlow: Sendable {
                 // Keep the call: the post still sees the client and decides what to do.
                 return []
             }
-        case .idle, .fault, .calling, .incomingRinging, .ending, .unreachable:
+        case .idle, .fault, .calling, .incomingRinging, .ending, .unreachable, .connectionLost:
+            return []
+        }
+    }
+
+    private mutating func connectionLost(_ leg: CallLegID) -> [CallFlowAction] {
+        switch state {
+        case .inCall(let call):
+            // A report from a media session of another leg is stale (its call has gone).
+            guard call.leg == leg else { return [] }
+            return loseConnection(call)
+        case .idle, .fault, .calling, .incomingRinging, .ending, .unreachable, .connectionLost:
+            // No media is running (media starts only once answered).
             return []
         }
     }
@@ -413,7 +431,7 @@ public struct CallFlow: Sendable {
             case .overallDeadline, .reassurance, .postRingTimeout, .ringingTimeout, .autoAnswer, .screenTimeout:
                 return []
             }
-        case .ending(let record), .unreachable(let record):
+        case .ending(let record), .unreachable(let record), .connectionLost(let record):
             guard timer == .screenTimeout(record) else { return [] }
             return enterRest()
         case .idle, .fault, .inCall:
@@ -539,13 +557,15 @@ public struct CallFlow: Sendable {
         for leg in attempt.legs where leg.id != winner.id {
             actions.append(.cancelInvite(leg.id))
         }
+        // The answer is on record (durably) before camera and microphone open: a power cut
+        // from here on leaves a call log that says the post answered.
+        actions.append(.callLog(.answered(attempt.record, peer: winner.post.id)))
         actions.append(.startMedia(winner.id))
         actions += cancelAttemptTimers(attempt, deadlineFired: false)
         if attempt.ringing { actions.append(.stopTone) }
         actions += [
             .playPrompt(.connected),
             .setIndicator(.inCall),
-            .callLog(.answered(attempt.record, peer: winner.post.id)),
         ]
         callbackPending = false
         state = .inCall(
@@ -617,6 +637,27 @@ public struct CallFlow: Sendable {
         return actions
     }
 
+    /// The other side went silent: BYE (a dead post will not answer; the SIP layer must not
+    /// wait for it), media off, tell the client, log "connection lost"; a call to the
+    /// centrale also queues a callback request, as when nobody could be reached.
+    private mutating func loseConnection(_ call: Call) -> [CallFlowAction] {
+        var actions: [CallFlowAction] = [
+            .sendBye(call.leg),
+            .stopMedia,
+            .playPrompt(.connectionLost),
+            .setIndicator(restIndicator),
+            .callLog(.ended(call.record, outcome: .connectionLost, postsTried: call.postsTried,
+                            reason: "connection lost: nothing received from the other side")),
+        ]
+        if case .outgoing = call.leg, configuration.queueCallbackWhenUnreachable {
+            actions.append(.queueCallbackRequest(reason: "connection lost during a call"))
+            callbackPending = true
+        }
+        actions.append(.scheduleTimer(.screenTimeout(call.record), after: configuration.unreachableScreenDuration))
+        state = .connectionLost(call.record)
+        return actions
+    }
+
     private mutating func startRinging(
         _ leg: CallLegID,
         _ caller: Caller,
@@ -644,8 +685,10 @@ public struct CallFlow: Sendable {
     }
 
     private mutating func answerIncoming(_ incoming: Incoming, autoAnswerFired: Bool = false) -> [CallFlowAction] {
+        // As for outgoing calls: the answer is on record before media starts.
         var actions: [CallFlowAction] = [
             .answer(incoming.leg),
+            .callLog(.answered(incoming.record, peer: incoming.caller.uri)),
             .startMedia(incoming.leg),
             .cancelTimer(.ringingTimeout(incoming.leg)),
         ]
@@ -656,7 +699,6 @@ public struct CallFlow: Sendable {
             .stopTone,
             .playPrompt(.connected),
             .setIndicator(.inCall),
-            .callLog(.answered(incoming.record, peer: incoming.caller.uri)),
         ]
         state = .inCall(Call(record: incoming.record, leg: incoming.leg, peerName: incoming.contact.name, postsTried: []))
         return actions
@@ -708,7 +750,7 @@ public struct CallFlow: Sendable {
         case .incomingRinging(let incoming): incoming.leg == leg
         case .inCall(let call): call.leg == leg
         case .calling(let attempt): attempt.legs.contains { $0.id == leg }
-        case .idle, .fault, .ending, .unreachable: false
+        case .idle, .fault, .ending, .unreachable, .connectionLost: false
         }
     }
 

@@ -135,6 +135,10 @@ public enum CallFlowEvent: Sendable, Equatable {
     case postAvailability(postID: String, alive: Bool)
     case timerFired(CallFlowTimer)
     case mediaFailed(MediaFailure)
+    /// Nothing (no RTP, no RTCP) has come from the other side of this leg's call for the
+    /// configured liveness time: the post or contact is gone without a BYE (killed, power cut,
+    /// a broken NAT, a lost BYE). Reported once per media session by the I/O layer.
+    case connectionLost(CallLegID)
 }
 
 /// Why an incoming call is turned away; `sipStatusCode` is what the SIP layer answers.
@@ -175,6 +179,8 @@ public enum Prompt: Sendable, Equatable, Hashable, Codable {
     case noNetwork
     /// "De knop blijft ingedrukt. Laat de knop los."
     case buttonStuck
+    /// "De verbinding is verbroken." (nothing came from the other side any more)
+    case connectionLost
 }
 
 public enum Tone: String, Sendable, Equatable, Codable {
@@ -221,6 +227,9 @@ public enum CallOutcome: String, Sendable, Equatable, Codable {
     case rejectedNotAContact
     /// Incoming call while the tablet was busy.
     case rejectedBusy
+    /// Talked, then nothing came from the other side any more (no RTP, no RTCP): the other
+    /// side vanished without hanging up.
+    case connectionLost
 }
 
 /// A call-log write. The I/O layer adds the wall-clock time.
@@ -245,7 +254,7 @@ public enum CallFlowTimer: Sendable, Hashable {
     case ringingTimeout(CallLegID)
     /// Arranged check-in: answer now.
     case autoAnswer(CallLegID)
-    /// The "ended" or "unreachable" screen has been shown long enough.
+    /// The "ended", "unreachable" or "connection lost" screen has been shown long enough.
     case screenTimeout(CallRecordID)
 }
 
@@ -284,6 +293,8 @@ public struct CallFlowStatus: Sendable, Equatable, Codable {
         case inCall
         case ending
         case unreachable
+        /// The call ended because nothing came from the other side any more.
+        case connectionLost
         case fault
     }
 

@@ -20,7 +20,7 @@ public struct StatusReport: Codable, Sendable, Equatable {
     }
 
     public struct Call: Codable, Sendable, Equatable {
-        /// CallFlow's phase: idle, callingCentrale, ringingOut, incomingRinging, inCall, ending, unreachable, fault.
+        /// CallFlow's phase: idle, callingCentrale, ringingOut, incomingRinging, inCall, ending, unreachable, connectionLost, fault.
         public var phase: String
         public var peer: String?
         public var callbackPending: Bool

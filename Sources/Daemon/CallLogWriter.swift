@@ -15,6 +15,11 @@ final class CallLogWriter: Sendable {
     private let ids = Mutex<[CallRecordID: String]>([:])
     /// Called after a record was queued for upload (a call ended, a callback request).
     private let queuedHook = Mutex<(@Sendable () -> Void)?>(nil)
+    /// Writes the open records' heartbeat (`lastAliveAt`) while any is open; nil otherwise.
+    private let heartbeat = Mutex<Task<Void, Never>?>(nil)
+    /// How often the heartbeat of open calls is written: the most an interrupted call's
+    /// `endedAt` can lie before the power cut (one durable commit per interval during a call).
+    static let heartbeatInterval: Duration = .seconds(5)
 
     init(store: BeeldzorgStore, logger: Logger) {
         self.store = store
@@ -39,6 +44,7 @@ final class CallLogWriter: Sendable {
                 ids.withLock { $0[record] = id }
                 let name = direction == .outgoing ? "centrale" : (try? store.contact(forURI: peer))?.displayName
                 try store.recordCallStarted(id: id, direction: Self.direction(direction), peerURI: peer, peerName: name, at: now)
+                startHeartbeat()
             case .answered(let record, _):
                 guard let id = ids.withLock({ $0[record] }) else { return }
                 try store.recordAnswered(id: id, at: now)
@@ -49,6 +55,35 @@ final class CallLogWriter: Sendable {
             }
         } catch {
             logger.error("call log write failed", metadata: ["event": "\(String(describing: event).prefix { $0 != "(" })", "error": "\(error)"])
+        }
+    }
+
+    /// Starts the heartbeat task unless it runs. It stops itself once no record is open
+    /// (checked under the same lock, so a record started meanwhile always has a heartbeat).
+    private func startHeartbeat() {
+        heartbeat.withLock { task in
+            guard task == nil else { return }
+            task = Task.detached { [weak self] in
+                while true {
+                    do {
+                        try await Task.sleep(for: Self.heartbeatInterval)
+                    } catch {
+                        return
+                    }
+                    guard let self else { return }
+                    let open = self.heartbeat.withLock { task -> [String]? in
+                        let open = self.ids.withLock { Array($0.values) }
+                        if open.isEmpty { task = nil }
+                        return open.isEmpty ? nil : open
+                    }
+                    guard let open else { return }
+                    do {
+                        try self.store.recordAlive(ids: open, at: Date())
+                    } catch {
+                        self.logger.error("call heartbeat not written", metadata: ["error": "\(error)"])
+                    }
+                }
+            }
         }
     }
 
@@ -110,6 +145,7 @@ final class CallLogWriter: Sendable {
         case .declined: .rejected
         case .rejectedNotAContact: .notAContact
         case .rejectedBusy: .busy
+        case .connectionLost: .connectionLost
         }
     }
 }

@@ -57,6 +57,7 @@ final class ConsoleScreen: Sendable {
         case .inCall: return "in gesprek\(peer.isEmpty ? "" : " met\(peer)")"
         case .ending: return "gesprek beëindigd"
         case .unreachable: return "centrale niet bereikbaar — terugbelverzoek verstuurd"
+        case .connectionLost: return "verbinding verbroken — gesprek gestopt"
         case .fault: return "storing — de knop belt nog steeds de centrale"
         }
     }

@@ -14,6 +14,7 @@ enum PromptTexts {
         case .centraleUnreachable: PromptCatalog.Key.centraleUnreachable
         case .noNetwork: PromptCatalog.Key.noNetwork
         case .buttonStuck: PromptCatalog.Key.buttonStuck
+        case .connectionLost: PromptCatalog.Key.connectionLost
         }
     }
 
@@ -21,7 +22,8 @@ enum PromptTexts {
         switch prompt {
         case .incomingCall(let name): ["naam": name]
         case .autoAnswerIn(let seconds): ["seconden": "\(seconds)"]
-        case .callingCentrale, .stillTrying, .connected, .callEnded, .centraleUnreachable, .noNetwork, .buttonStuck: [:]
+        case .callingCentrale, .stillTrying, .connected, .callEnded, .centraleUnreachable, .noNetwork, .buttonStuck,
+             .connectionLost: [:]
         }
     }
 }

@@ -605,16 +605,24 @@ final class SIPCallSignalling: CallSignalling, Service, Sendable {
             try session.start(
                 parameters, camera: devices.makeCamera(), microphone: devices.makeMicrophone(),
                 speaker: devices.makeSpeaker(), display: devices.makeDisplay(),
-                onFailure: { [logger] failure in
+                onFailure: { [logger, weak self, weak session] failure in
                     logger.warning("media failure", metadata: ["failure": "\(failure)"])
                     let kind: MediaFailure? = switch failure.component {
                     case .camera: .camera
                     case .microphone: .microphone
                     case .speaker: .speaker
                     case .network: .transport
-                    case .display, .codec: nil
+                    case .display, .codec, .silence: nil
                     }
                     if let kind { sink?.yield(.flow(.mediaFailed(kind))) }
+                    // Silence is the call's, not a device's: only while this session is still
+                    // the call's media (a re-INVITE may have replaced it meanwhile).
+                    if failure.component == .silence, let self, let session,
+                       self.state.withLock({ $0.active === session && $0.activeLeg == leg }) {
+                        logger.notice("connection lost: nothing from the other side", metadata: [
+                            "leg": "\(leg)", "silentSeconds": "\(session.silentFor.components.seconds)"])
+                        sink?.yield(.flow(.connectionLost(leg)))
+                    }
                 }
             )
             logger.info("media started", metadata: [
@@ -644,7 +652,8 @@ final class SIPCallSignalling: CallSignalling, Service, Sendable {
             sendKey: audio.sendKey?.bytes, receiveKey: audio.receiveKey?.bytes,
             videoSendKey: video?.sendKey?.bytes, videoReceiveKey: video?.receiveKey?.bytes,
             allowPlainRTP: configuration.srtp == .off, rtcpMux: audio.rtcpMux,
-            cameraFormat: devices.cameraFormat, echoCancellation: configuration.audio.echoCancellation
+            cameraFormat: devices.cameraFormat, echoCancellation: configuration.audio.echoCancellation,
+            livenessTimeout: .seconds(configuration.media.livenessTimeoutSeconds)
         )
     }
 

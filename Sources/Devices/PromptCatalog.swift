@@ -33,10 +33,11 @@ public struct PromptCatalog: Sendable, Equatable {
         public static let centraleUnreachable = "centrale_unreachable"
         public static let noNetwork = "no_network"
         public static let buttonStuck = "button_stuck"
+        public static let connectionLost = "connection_lost"
 
         public static let required: [String] = [
             callingCentrale, stillTrying, connected, incomingCall, autoAnswer, callEnded,
-            centraleUnreachable, noNetwork, buttonStuck,
+            centraleUnreachable, noNetwork, buttonStuck, connectionLost,
         ]
     }
 

@@ -37,6 +37,11 @@ public struct MediaParameters: Sendable, Equatable {
     /// Cancel the speaker's echo in what the microphone sends (configuration
     /// `audio.echo_cancellation`); off sends the microphone unchanged.
     public var echoCancellation: Bool
+    /// Nothing from the other side — no RTP and no RTCP that authenticates, on any of the
+    /// call's sockets — for this long is reported once as `.silence` (configuration
+    /// `media.liveness_timeout_seconds`). RTCP counts, so a post that holds the call (and
+    /// sends no RTP) stays alive by its reports. nil: never reported.
+    public var livenessTimeout: Duration?
 
     public init(
         remoteHost: String, remoteAudioPort: Int, remoteAudioRTCPPort: Int? = nil,
@@ -45,7 +50,8 @@ public struct MediaParameters: Sendable, Equatable {
         sendKey: [UInt8]?, receiveKey: [UInt8]?, videoSendKey: [UInt8]? = nil, videoReceiveKey: [UInt8]? = nil,
         allowPlainRTP: Bool = false, rtcpMux: Bool = true, audioBitrate: Int = 32_000, videoBitrate: Int = 800_000,
         cameraFormat: CameraFormat = CameraFormat(), jitterBufferFrames: Int = 2, rtcpInterval: Duration = .seconds(2),
-        cname: String = "beeldzorg-\(UInt32.random(in: 0...UInt32.max))", echoCancellation: Bool = true
+        cname: String = "beeldzorg-\(UInt32.random(in: 0...UInt32.max))", echoCancellation: Bool = true,
+        livenessTimeout: Duration? = nil
     ) {
         self.remoteHost = remoteHost
         self.remoteAudioPort = remoteAudioPort
@@ -67,6 +73,7 @@ public struct MediaParameters: Sendable, Equatable {
         self.rtcpInterval = rtcpInterval
         self.cname = cname
         self.echoCancellation = echoCancellation
+        self.livenessTimeout = livenessTimeout
     }
 
     var hasVideo: Bool { remoteVideoPort != nil && videoPayloadType != nil }
@@ -77,6 +84,8 @@ public struct MediaParameters: Sendable, Equatable {
 public struct MediaFailureReport: Sendable, Equatable, CustomStringConvertible {
     public enum Component: String, Sendable {
         case camera, microphone, speaker, display, network, codec
+        /// Nothing came from the other side for `MediaParameters.livenessTimeout`.
+        case silence
     }
 
     public var component: Component

@@ -73,6 +73,9 @@ public final class MediaSession: Sendable {
     private let keyframeRequested = Atomic<Bool>(false)
     private let sendingHeld = Atomic<Bool>(false)
     private let videoBitrateTarget = Atomic<Int>(0)
+    /// When the last RTP or RTCP packet from the other side arrived (and authenticated), in
+    /// nanoseconds since `epoch`; the start of the call until the first one.
+    private let lastHeard = Atomic<Int64>(0)
     private let counters = Mutex(MediaStatistics())
     private let jitterBuffer = Mutex(AudioJitterBuffer())
     private let audioReception = Mutex(Reception())
@@ -155,6 +158,7 @@ public final class MediaSession: Sendable {
         try phase.withLock { phase in
             guard case .bound = phase else { throw MediaError.configuration("a media session starts once, before stop()") }
             running.store(true, ordering: .releasing)
+            heard()
             videoBitrateTarget.store(parameters.videoBitrate, ordering: .relaxed)
             jitterBuffer.withLock { $0 = AudioJitterBuffer(targetFrames: parameters.jitterBufferFrames) }
             var threads: [JoinableThread] = []
@@ -239,6 +243,21 @@ public final class MediaSession: Sendable {
     }
 
     private var isActive: Bool { running.load(ordering: .acquiring) }
+
+    private func nanosecondsSinceEpoch() -> Int64 {
+        let (seconds, attoseconds) = epoch.duration(to: .now).components
+        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+    }
+
+    /// Something authentic came from the other side (or the call starts).
+    private func heard() {
+        lastHeard.store(nanosecondsSinceEpoch(), ordering: .relaxed)
+    }
+
+    /// How long nothing has come from the other side (since the start, before anything did).
+    public var silentFor: Duration {
+        .nanoseconds(nanosecondsSinceEpoch() - lastHeard.load(ordering: .relaxed))
+    }
 
     private func count(_ kind: Kind, _ body: (inout MediaStreamStatistics) -> Void) {
         counters.withLock { statistics in
@@ -469,6 +488,7 @@ public final class MediaSession: Sendable {
                 let plain = try session?.unprotectRTCP(bytes) ?? bytes
                 let packets = try RTCPPacket.parseCompound(plain)
                 count(kind) { $0.rtcpPacketsReceived += 1 }
+                heard()
                 handle(packets, kind: kind, call: call)
             } catch let error as MediaError where error.isAuthenticationFailure {
                 count(kind) { $0.authenticationFailures += 1 }
@@ -481,6 +501,7 @@ public final class MediaSession: Sendable {
                 let plain = try session?.unprotect(bytes) ?? bytes
                 let packet = try RTPPacket(parsing: plain)
                 count(kind) { $0.packetsReceived += 1 }
+                heard()
                 let clockRate = kind == .audio ? call.parameters.audioCodec.clockRate : 90_000
                 let (seconds, attoseconds) = epoch.duration(to: .now).components
                 let arrival = seconds * Int64(clockRate) + Int64(Double(attoseconds) / 1e18 * Double(clockRate))
@@ -535,7 +556,13 @@ public final class MediaSession: Sendable {
         let sockets = call.parameters.rtcpMux ? [audioRTP] : [audioRTP, audioRTCP]
         let payloadType = UInt8(call.parameters.audioCodec.payloadType)
         let buffer = UDPSocket.ReceiveBuffer()
+        // This thread wakes every 50 ms anyway: it is the one that notices silence, once.
+        var silenceReported = false
         while isActive {
+            if let timeout = call.parameters.livenessTimeout, !silenceReported, silentFor >= timeout {
+                silenceReported = true
+                report(call, MediaFailureReport(component: .silence, detail: "nothing received for \(silentFor)"))
+            }
             let datagram: (Int, [UInt8])?
             do {
                 datagram = try UDPSocket.receive(from: sockets, timeoutMilliseconds: 50, buffer: buffer)

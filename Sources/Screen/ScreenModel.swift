@@ -8,7 +8,7 @@ public import Foundation
 /// time for the reference images. All words come from `ScreenTexts`.
 public enum ScreenModel: Sendable, Equatable {
     public enum Notice: String, Sendable, Equatable {
-        case ended, unreachable, noNetwork, fault
+        case ended, unreachable, connectionLost, noNetwork, fault
     }
 
     /// The clock, the date and what the button does; `dimmed` after a quiet while.
@@ -96,6 +96,9 @@ public enum ScreenModel: Sendable, Equatable {
             self = .notice(.ended, headline: texts.text(K.callEnded), next: nil)
         case .unreachable:
             self = .notice(.unreachable, headline: texts.text(K.centraleUnreachable), next: texts.text(S.unreachableNext))
+        case .connectionLost:
+            // What happened, and what the button does now (the same sentence as at rest).
+            self = .notice(.connectionLost, headline: texts.text(K.connectionLost), next: texts.text(S.idle))
         case .fault:
             self = .notice(.fault, headline: texts.text(K.buttonStuck), next: nil)
         }

@@ -103,7 +103,7 @@ public struct ScreenRenderer: Sendable {
             let background: UInt32
             switch kind {
             case .ended, .noNetwork: background = Colour.background
-            case .unreachable: background = Colour.warningBackground
+            case .unreachable, .connectionLost: background = Colour.warningBackground
             case .fault: background = Colour.faultBackground
             }
             image.fill(Rect(x: 0, y: 0, width: image.width, height: image.height), with: background)

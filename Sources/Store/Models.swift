@@ -67,6 +67,9 @@ public enum CallOutcome: String, Codable, Sendable, CaseIterable {
     /// Found unfinished when the store was opened: the daemon stopped mid-call
     /// (crash or power cut).
     case interrupted
+    /// Answered, then nothing more came from the other side (no RTP, no RTCP) for the
+    /// liveness time: the other side vanished without hanging up. Needs `v2-liveness`.
+    case connectionLost
 }
 
 /// Where a call record is in the upload pipeline.

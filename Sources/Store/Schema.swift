@@ -9,7 +9,7 @@ internal import GRDB
 /// checked with `json_valid`, and foreign keys are declared (GRDB turns enforcement on for
 /// every connection).
 enum Schema {
-    static let migrationNames = ["v1-initial"]
+    static let migrationNames = ["v1-initial", "v2-liveness"]
 
     static var migrator: DatabaseMigrator {
         var migrator = DatabaseMigrator()
@@ -75,6 +75,46 @@ enum Schema {
                         createdAt DATETIME NOT NULL
                     );
                     CREATE INDEX outbox_nextAttemptAt ON outbox(nextAttemptAt);
+                    """)
+        }
+        // Issue 15 (liveness) and 19 (call log truth): the outcome 'connectionLost' (the other
+        // side went silent mid-call), and `lastAliveAt`, the heartbeat written every few
+        // seconds while a call is open, which becomes `endedAt` of a call a power cut
+        // interrupted. SQLite cannot change a CHECK in place, so the table is rebuilt (the
+        // documented 12-step way: GRDB runs a migration with foreign keys off and checks them
+        // before the commit; `callbackRequest.callID` refers to the table by name and finds
+        // the new one).
+        migrator.registerMigration("v2-liveness") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE callRecord_v2 (
+                        id TEXT NOT NULL PRIMARY KEY CHECK (length(id) > 0),
+                        direction TEXT NOT NULL CHECK (direction IN ('outgoing', 'incoming')),
+                        peerURI TEXT NOT NULL,
+                        peerName TEXT,
+                        startedAt DATETIME NOT NULL,
+                        answeredAt DATETIME,
+                        endedAt DATETIME,
+                        outcome TEXT CHECK (outcome IS NULL OR outcome IN (
+                            'answered', 'unanswered', 'rejected', 'busy', 'failed', 'cancelled',
+                            'unreachable', 'notAContact', 'missed', 'interrupted', 'connectionLost')),
+                        postsTried TEXT NOT NULL DEFAULT '[]'
+                            CHECK (json_valid(postsTried) AND json_type(postsTried) = 'array'),
+                        failureReason TEXT,
+                        uploadState TEXT NOT NULL DEFAULT 'notReady'
+                            CHECK (uploadState IN ('notReady', 'pending', 'uploaded')),
+                        -- the last heartbeat of a call in progress (every few seconds)
+                        lastAliveAt DATETIME,
+                        CHECK ((endedAt IS NULL) = (outcome IS NULL))
+                    );
+                    INSERT INTO callRecord_v2 (id, direction, peerURI, peerName, startedAt, answeredAt,
+                            endedAt, outcome, postsTried, failureReason, uploadState)
+                        SELECT id, direction, peerURI, peerName, startedAt, answeredAt,
+                            endedAt, outcome, postsTried, failureReason, uploadState
+                        FROM callRecord;
+                    DROP TABLE callRecord;
+                    ALTER TABLE callRecord_v2 RENAME TO callRecord;
+                    CREATE INDEX callRecord_startedAt ON callRecord(startedAt);
                     """)
         }
         return migrator

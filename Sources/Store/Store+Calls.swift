@@ -18,13 +18,40 @@ extension BeeldzorgStore {
         }
     }
 
-    /// Records that the call was answered (by us or by the peer).
+    /// Records that the call was answered (by us or by the peer), durably, before it
+    /// returns: the daemon calls it before media starts, so a power cut during the call
+    /// never leaves an answered call without `answeredAt`. Also the call's first heartbeat.
     public func recordAnswered(id: String, at: Date) throws {
         try writer.write { db in
             try db.execute(
-                sql: "UPDATE callRecord SET answeredAt = ? WHERE id = ? AND endedAt IS NULL",
-                arguments: [at, id])
+                sql: "UPDATE callRecord SET answeredAt = ?, lastAliveAt = ? WHERE id = ? AND endedAt IS NULL",
+                arguments: [at, at, id])
             if db.changesCount == 0 { try Self.throwMissingOrEnded(id: id, db: db) }
+        }
+    }
+
+    /// The heartbeat of calls in progress: `at` is the last moment the tablet knew them up.
+    /// Written every few seconds while a call is open; if the daemon dies (power cut,
+    /// SIGKILL), the next open ends the call at its last heartbeat, not at the restart.
+    /// Ended calls are left alone; one durable transaction for all of `ids`.
+    public func recordAlive(ids: [String], at: Date) throws {
+        guard !ids.isEmpty else { return }
+        try writer.write { db in
+            for id in ids {
+                try db.execute(
+                    sql: "UPDATE callRecord SET lastAliveAt = ? WHERE id = ? AND endedAt IS NULL",
+                    arguments: [at, id])
+            }
+        }
+    }
+
+    /// When a call left unfinished was last known to be up: its last heartbeat, else its
+    /// answer, else its start (nil for an unknown id).
+    public func lastKnownAlive(id: String) throws -> Date? {
+        try writer.read { db in
+            try Row.fetchOne(
+                db, sql: "SELECT startedAt, answeredAt, lastAliveAt FROM callRecord WHERE id = ?", arguments: [id]
+            ).map(Self.lastKnownAlive(_:))
         }
     }
 
@@ -87,20 +114,27 @@ extension BeeldzorgStore {
 
     // MARK: - Internals
 
-    /// Ends every call that has no end yet as `interrupted`. Only called at open, when no
-    /// call of this process can be in progress.
+    /// Ends every call that has no end yet as `interrupted`, at the last moment the daemon
+    /// knew it was up (its heartbeat; see `recordAlive`), never later than `now`. Only called
+    /// at open, when no call of this process can be in progress.
     func markInterruptedCalls(at now: Date) throws -> Int {
         try writer.write { db in
             let open = try Row.fetchAll(
-                db, sql: "SELECT id, postsTried FROM callRecord WHERE endedAt IS NULL")
+                db, sql: "SELECT id, postsTried, startedAt, answeredAt, lastAliveAt FROM callRecord WHERE endedAt IS NULL")
             for row in open {
                 let posts = try Self.decodePosts(row["postsTried"])
                 try Self.end(
                     db: db, id: row["id"], outcome: .interrupted, postsTried: posts,
-                    failureReason: "the daemon stopped during the call", at: now)
+                    failureReason: "the daemon stopped during the call", at: min(now, Self.lastKnownAlive(row)))
             }
             return open.count
         }
+    }
+
+    private static func lastKnownAlive(_ row: Row) -> Date {
+        let started: Date = row["startedAt"]
+        let moments: [Date?] = [row["answeredAt"], row["lastAliveAt"]]
+        return moments.compactMap { $0 }.reduce(started, max)
     }
 
     private static func end(

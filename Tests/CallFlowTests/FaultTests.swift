@@ -23,11 +23,11 @@ struct FaultTests {
             .on(.network(up: true), [.sendInvite(out(3), postA), .sendInvite(out(4), postB)], phase: .callingCentrale),
             .on(.answered(out(4)), [
                 .cancelInvite(out(3)),
+                .callLog(.answered(rec(1), peer: "b")),
                 .startMedia(out(4)),
                 .cancelTimer(.overallDeadline(rec(1))), .cancelTimer(.reassurance(rec(1))),
                 .playPrompt(.connected),
                 .setIndicator(.inCall),
-                .callLog(.answered(rec(1), peer: "b")),
             ], phase: .inCall),
         ])
         #expect(h.flow.status.legsInFlight == [out(4)])

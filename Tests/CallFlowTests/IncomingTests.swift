@@ -23,12 +23,12 @@ struct IncomingTests {
                 .shortPress,
                 [
                     .answer(inc(1)),
+                    .callLog(.answered(rec(1), peer: marieke.uri)),
                     .startMedia(inc(1)),
                     .cancelTimer(.ringingTimeout(inc(1))),
                     .stopTone,
                     .playPrompt(.connected),
                     .setIndicator(.inCall),
-                    .callLog(.answered(rec(1), peer: marieke.uri)),
                 ],
                 phase: .inCall
             ),
@@ -216,12 +216,12 @@ struct IncomingTests {
                 .autoAnswer(inc(1)),
                 [
                     .answer(inc(1)),
+                    .callLog(.answered(rec(1), peer: checkIn.uri)),
                     .startMedia(inc(1)),
                     .cancelTimer(.ringingTimeout(inc(1))),
                     .stopTone,
                     .playPrompt(.connected),
                     .setIndicator(.inCall),
-                    .callLog(.answered(rec(1), peer: checkIn.uri)),
                 ],
                 phase: .inCall
             ),
@@ -237,13 +237,13 @@ struct IncomingTests {
         h.run([
             .on(.shortPress, [
                 .answer(inc(1)),
+                .callLog(.answered(rec(1), peer: checkIn.uri)),
                 .startMedia(inc(1)),
                 .cancelTimer(.ringingTimeout(inc(1))),
                 .cancelTimer(.autoAnswer(inc(1))),
                 .stopTone,
                 .playPrompt(.connected),
                 .setIndicator(.inCall),
-                .callLog(.answered(rec(1), peer: checkIn.uri)),
             ], phase: .inCall),
             // The auto-answer timer firing late (cancel crossed it) answers nothing twice.
             .on(.timerFired(.autoAnswer(inc(1))), [], phase: .inCall),

@@ -8,7 +8,7 @@ import Testing
 struct NeverStuckTests {
     enum Situation: String, CaseIterable, Sendable, CustomTestStringConvertible {
         case callingRingAll, ringingOut, callingHunt, callingWithoutNetwork, incomingRinging,
-            incomingAutoAnswer, inCall, ending, unreachable, faultNoNetwork
+            incomingAutoAnswer, inCall, ending, unreachable, connectionLost, faultNoNetwork
 
         var testDescription: String { rawValue }
 
@@ -54,6 +54,10 @@ struct NeverStuckTests {
                 h.send(.shortPress)
                 h.send(.failed(out(1), code: 503, reason: "down"))
                 return h
+            case .connectionLost:
+                var h = inCallWithPostA()
+                h.send(.connectionLost(out(1)))
+                return h
             case .faultNoNetwork:
                 var h = Harness(config())
                 h.send(.network(up: false))
@@ -69,6 +73,7 @@ struct NeverStuckTests {
             case .inCall: .inCall
             case .ending: .ending
             case .unreachable: .unreachable
+            case .connectionLost: .connectionLost
             case .faultNoNetwork: .fault
             }
         }

@@ -56,12 +56,12 @@ struct OutgoingTests {
                 .answered(out(2)),
                 [
                     .cancelInvite(out(1)), .cancelInvite(out(3)),
+                    .callLog(.answered(rec(1), peer: "b")),
                     .startMedia(out(2)),
                     .cancelTimer(.overallDeadline(rec(1))), .cancelTimer(.reassurance(rec(1))),
                     .stopTone,
                     .playPrompt(.connected),
                     .setIndicator(.inCall),
-                    .callLog(.answered(rec(1), peer: "b")),
                 ],
                 phase: .inCall
             ),
@@ -200,13 +200,13 @@ struct OutgoingTests {
             .on(
                 .answered(out(4)),
                 [
+                    .callLog(.answered(rec(1), peer: "a")),
                     .startMedia(out(4)),
                     .cancelTimer(.overallDeadline(rec(1))), .cancelTimer(.reassurance(rec(1))),
                     .cancelTimer(.postRingTimeout(out(4))),
                     .stopTone,
                     .playPrompt(.connected),
                     .setIndicator(.inCall),
-                    .callLog(.answered(rec(1), peer: "a")),
                 ],
                 phase: .inCall
             ),

@@ -51,6 +51,7 @@ struct RandomWalkTests {
             case 13: event = .registration(up: Bool.random(using: &rng))
             case 14: event = .postAvailability(postID: ["a", "b", "c"].randomElement(using: &rng)!, alive: Bool.random(using: &rng))
             case 15: event = .mediaFailed([.camera, .microphone, .speaker, .transport].randomElement(using: &rng)!)
+            case 17: event = .connectionLost(anyLeg ?? out(1))
             case 16:
                 // A stale timer: one scheduled earlier that is no longer pending.
                 let stale = seen.everScheduled.subtracting(h.pendingTimers)
@@ -75,6 +76,9 @@ struct RandomWalkTests {
     }
 
     private func apply(_ actions: [CallFlowAction], to seen: inout Observed, trace: [String]) {
+        // The answer is on record before camera and microphone open (a power cut between the
+        // two must not leave an answered call without `answeredAt`).
+        var answerLogged = false
         for action in actions {
             switch action {
             case .sendInvite(let leg, _):
@@ -86,6 +90,7 @@ struct RandomWalkTests {
                 #expect(seen.toneOn, "stopTone without a tone\n\(trace.suffix(5))")
                 seen.toneOn = false
             case .startMedia:
+                #expect(answerLogged, "media started before the answer was logged\n\(trace.suffix(5))")
                 #expect(!seen.mediaOn, "media started twice\n\(trace.suffix(5))")
                 seen.mediaOn = true
             case .stopMedia:
@@ -97,6 +102,7 @@ struct RandomWalkTests {
                 #expect(!seen.openRecords.contains(record) && !seen.endedRecords.contains(record))
                 seen.openRecords.insert(record)
             case .callLog(.answered(let record, _)):
+                answerLogged = true
                 #expect(seen.openRecords.contains(record), "answered record \(record) not open\n\(trace.suffix(5))")
             case .callLog(.ended(let record, _, _, _)):
                 #expect(seen.openRecords.contains(record), "ended record \(record) not open\n\(trace.suffix(5))")
@@ -122,7 +128,7 @@ struct RandomWalkTests {
             case .callingCentrale, .ringingOut: [.calling]
             case .incomingRinging: [.ringing]
             case .inCall: [.inCall]
-            case .ending: [.idle, .fault]
+            case .ending, .connectionLost: [.idle, .fault]
             case .unreachable: [.unreachable]
             }
         #expect(expectedIndicators.contains(seen.indicator), context)

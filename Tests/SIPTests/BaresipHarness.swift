@@ -85,6 +85,15 @@ final class PeerProcess: @unchecked Sendable {
         Self.wait(upTo: .seconds(3)) { !leftOver() }
     }
 
+    /// SIGKILL by PID, as a power cut or a crash would end it: no goodbye of any kind (no BYE,
+    /// no RTCP BYE). Waits (bounded) until it is gone.
+    func killAbruptly() {
+        guard let process, process.isRunning else { return }
+        let pid = process.processIdentifier
+        kill(pid, SIGKILL)
+        Self.wait(upTo: .seconds(3)) { !Self.isAlive(pid) }
+    }
+
     private static func wait(upTo limit: Duration, until done: () -> Bool) {
         let deadline = ContinuousClock.now + limit
         while !done() && ContinuousClock.now < deadline { usleep(10_000) }
@@ -258,6 +267,11 @@ final class Baresip: @unchecked Sendable {
     }
 
     func all() async -> [BaresipEvent] { await events?.all() ?? [] }
+
+    /// SIGKILL: the post dies mid-call without a BYE (see `PeerProcess.killAbruptly`).
+    func killAbruptly() {
+        peer.killAbruptly()
+    }
 
     func stop() {
         if let control { control.close(promise: nil) }

@@ -410,6 +410,14 @@ import Testing
             throw ReinviteTestFailure(command: "waiting for \(what)", output: String(log.suffix(6000)))
         }
 
+        /// SIGKILL, as a power cut would end it; returns once the process is gone (bounded).
+        func killAbruptly() {
+            let pid = process.processIdentifier
+            kill(pid, SIGKILL)
+            let deadline = ContinuousClock.now + .seconds(5)
+            while PeerProcess.isAlive(pid) && ContinuousClock.now < deadline { usleep(1_000) }
+        }
+
         func stop() {
             guard process.isRunning else { return }
             kill(process.processIdentifier, SIGTERM)

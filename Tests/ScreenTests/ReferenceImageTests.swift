@@ -60,6 +60,7 @@ func scenes() -> [Scene] {
         Scene(name: "in-call-no-video", status: CallFlowStatus(phase: .inCall, peerName: "Post Utrecht"), context: context()),
         Scene(name: "ended", status: CallFlowStatus(phase: .ending), context: context()),
         Scene(name: "unreachable", status: CallFlowStatus(phase: .unreachable, callbackPending: true), context: context()),
+        Scene(name: "connection-lost", status: CallFlowStatus(phase: .connectionLost, callbackPending: true), context: context()),
         Scene(name: "no-network", status: CallFlowStatus(phase: .idle, networkUp: false), context: context()),
         Scene(name: "fault-button-stuck", status: CallFlowStatus(phase: .fault, buttonStuck: true), context: context()),
     ]

@@ -116,9 +116,43 @@ struct CallLogTests {
         #expect(try reopened.callRecord(id: "old") == nil)
         let open = try #require(try reopened.callRecord(id: "open"))
         #expect(open.outcome == .interrupted)
-        #expect(open.endedAt == t(3650))
+        // No heartbeat was written: the last moment it was known up is its start, not the restart.
+        #expect(open.endedAt == t(100))
         #expect(open.uploadState == .pending)
         #expect(try reopened.outboxItems().map(\.id).sorted() == ["old", "open"])
+    }
+
+    /// Issue 19: a call interrupted by a power cut ends at its last heartbeat (`lastAliveAt`),
+    /// not at the restart; its answer stays on record.
+    @Test func interruptedCallsEndAtTheirLastHeartbeat() throws {
+        let dir = try TempDir()
+        defer { dir.cleanup() }
+        do {
+            let store = try BeeldzorgStore(path: dir.dbPath, options: StoreOptions(now: { t(0) }))
+            try store.recordCallStarted(id: "talking", direction: .outgoing, peerURI: "centrale", peerName: nil, at: t(100))
+            try store.recordAnswered(id: "talking", at: t(103))
+            try store.recordCallStarted(id: "ringing", direction: .incoming, peerURI: "sip:a@h", peerName: nil, at: t(104))
+            try store.recordAlive(ids: ["talking", "ringing"], at: t(108))
+            try store.recordAlive(ids: ["talking"], at: t(113))
+            #expect(try store.lastKnownAlive(id: "talking") == t(113))
+            try store.recordCallStarted(id: "done", direction: .outgoing, peerURI: "centrale", peerName: nil, at: t(120))
+            try store.recordEnded(id: "done", outcome: .connectionLost, failureReason: "connection lost", at: t(140))
+            // A heartbeat for an ended call changes nothing.
+            try store.recordAlive(ids: ["done"], at: t(150))
+            try store.recordCallStarted(id: "answeredOnly", direction: .outgoing, peerURI: "centrale", peerName: nil, at: t(160))
+            try store.recordAnswered(id: "answeredOnly", at: t(161))
+            try store.close()
+        }
+        let reopened = try BeeldzorgStore(path: dir.dbPath, options: StoreOptions(now: { t(900) }))
+        let talking = try #require(try reopened.callRecord(id: "talking"))
+        #expect(talking.outcome == .interrupted)
+        #expect(talking.answeredAt == t(103))
+        #expect(talking.endedAt == t(113))
+        #expect(try reopened.callRecord(id: "ringing")?.endedAt == t(108))
+        #expect(try reopened.callRecord(id: "answeredOnly")?.endedAt == t(161))
+        let done = try #require(try reopened.callRecord(id: "done"))
+        #expect(done.outcome == .connectionLost)
+        #expect(done.endedAt == t(140))
     }
 
     @Test func callbackRequestsAndOutboxRetry() throws {

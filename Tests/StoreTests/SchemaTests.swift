@@ -31,6 +31,34 @@ struct SchemaTests {
         #expect(try store.setting("k") == "v")
     }
 
+    /// v2-liveness rebuilds callRecord: rows, the callback request's reference to its call,
+    /// and ON DELETE SET NULL all survive; the new outcome and column are there.
+    @Test func livenessMigrationKeepsCallsAndTheirCallbackRequests() throws {
+        let store = try BeeldzorgStore.inMemory(migratedUpTo: "v1-initial")
+        try store.executeRaw(
+            """
+            INSERT INTO callRecord (id, direction, peerURI, startedAt, answeredAt, endedAt, outcome, uploadState)
+            VALUES ('call-1', 'outgoing', 'centrale', '2026-11-01 10:00:00.000', '2026-11-01 10:00:02.000',
+                    '2026-11-01 10:05:00.000', 'answered', 'pending');
+            INSERT INTO callRecord (id, direction, peerURI, startedAt) VALUES ('call-2', 'outgoing', 'centrale', '2026-11-01 11:00:00.000');
+            INSERT INTO callbackRequest (id, createdAt, reason, callID) VALUES ('cb-1', '2026-11-01 10:05:00.000', 'r', 'call-1');
+            """)
+        try store.migrateToLatest()
+        #expect(try store.appliedMigrations() == Schema.migrationNames)
+        #expect(try store.integrityCheck() == ["ok"])
+        #expect(try store.fetchRawStrings("PRAGMA foreign_key_check") == [])
+        #expect(try store.callRecord(id: "call-1")?.outcome == .answered)
+        #expect(try store.callRecord(id: "call-2")?.endedAt == nil)
+        #expect(try store.fetchRawStrings("SELECT callID FROM callbackRequest") == ["call-1"])
+        try store.executeRaw("DELETE FROM callRecord WHERE id = 'call-1'")
+        #expect(try store.fetchRawStrings("SELECT count(*) FROM callbackRequest WHERE callID IS NULL") == ["1"])
+        try store.recordAlive(ids: ["call-2"], at: Date(timeIntervalSince1970: 1_800_000_000))
+        try store.recordEnded(id: "call-2", outcome: .connectionLost, failureReason: "connection lost",
+                              at: Date(timeIntervalSince1970: 1_800_000_005))
+        #expect(try store.callRecord(id: "call-2")?.outcome == .connectionLost)
+        #expect(try store.fetchRawStrings("SELECT count(*) FROM callRecord WHERE lastAliveAt IS NOT NULL") == ["1"])
+    }
+
     @Test(arguments: [
         // enum CHECKs
         "INSERT INTO contact (id, displayName, sipURI, uriKey, role, sortOrder) VALUES ('x', 'X', 'sip:x@h', 'x@h', 'boss', 1)",
