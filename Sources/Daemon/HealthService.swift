@@ -69,7 +69,7 @@ final class HealthService: Service, Sendable {
             let faults = tracker.update(Self.faults(report, ledPresent: ledPresent()), at: Date())
             let observation = HealthSchedule<HealthDocument>.Observation(
                 faults: Set(faults.map(\.key)),
-                unregisteredProxies: Set(report.registration.filter { $0.state != "registered" }.map(\.proxy)))
+                unregisteredProxies: Set(report.registration.filter { !["registered", "notConfigured"].contains($0.state) }.map(\.proxy)))
             var actions = schedule.observed(observation, at: clock.now - origin)
             while !actions.isEmpty {
                 let action = actions.removeFirst()

@@ -32,7 +32,7 @@ public struct HealthDocument: Codable, Sendable, Equatable {
     public struct Registration: Codable, Sendable, Equatable {
         /// The edge proxy (from the configuration).
         public var proxy: String
-        /// registered, trying, failed
+        /// registered, registering, failed
         public var state: String
         public var detail: String?
         /// How long this flow has been without a registration, when it is.
