@@ -84,6 +84,11 @@ public struct Configuration: Sendable, Equatable {
         /// https:// base for uploads (`POST {base}/calls`, `{base}/callback-requests`); nil
         /// derives it from `url` by dropping the last path segment.
         public var uploadURL: String?
+        /// Seconds between health reports (`health_interval_seconds`); a fault appearing or
+        /// clearing is reported at once regardless.
+        public var healthIntervalSeconds: Int = 300
+        /// https:// URL health reports are POSTed to; nil means `{upload base}/health`.
+        public var healthURL: String? = nil
     }
 
     /// What the client sees (`screen:`).
@@ -246,6 +251,13 @@ public struct Configuration: Sendable, Equatable {
                 intervalMinutes: try section.int("interval_minutes", in: 1...1440) ?? 60,
                 uploadURL: uploadURL
             )
+            parsedProvisioning?.healthIntervalSeconds = try section.int("health_interval_seconds", in: 2...86_400) ?? 300
+            if let healthURL = try section.string("health_url") {
+                guard Self.looksLikeHTTPSURL(healthURL) else {
+                    throw section.invalid("health_url", "'\(healthURL)' is not an https:// address")
+                }
+                parsedProvisioning?.healthURL = healthURL
+            }
             try section.finish()
         }
 

@@ -57,7 +57,7 @@ public enum BeeldzorgDaemon {
         )
         signalling.attach(controller.sink)
         let isDemo = configuration.demoCentrale
-        await controller.setStatusProvider { flowStatus in
+        let makeStatus: @Sendable (CallFlowStatus) async -> StatusReport = { flowStatus in
             var faults: [String] = []
             if let fault = store.openFault {
                 faults.append("store: \(fault)")
@@ -80,6 +80,7 @@ public enum BeeldzorgDaemon {
                 faults: faults
             )
         }
+        await controller.setStatusProvider(makeStatus)
 
         let sink = controller.sink
         // Bound before READY=1, so `systemctl start … && beeldzorgctl status` finds it. A
@@ -112,6 +113,12 @@ public enum BeeldzorgDaemon {
         var services: [any Service] = [ControllerService(controller: controller), signalling, display]
         if let control { services.append(control) }
         if let provisioning { services.append(provisioning) }
+        if let section = configuration.provisioning {
+            services.append(HealthService(
+                configuration: configuration, provisioning: section, store: store,
+                instanceID: instanceID(store, logger: logger), logger: Logger(label: "beeldzorgd.health"),
+                status: { await makeStatus(await controller.status) }))
+        }
         services.append(ButtonService(source: devices.makeButton(), sink: sink, logger: Logger(label: "beeldzorgd.button")))
         if let interval = notifier.watchdogInterval {
             services.append(WatchdogService(interval: interval, sink: sink))

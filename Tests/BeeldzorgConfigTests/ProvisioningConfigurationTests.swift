@@ -57,3 +57,30 @@ import Testing
         }
     }
 }
+
+@Suite struct HealthConfigurationTests {
+    @Test func healthKeysHaveDefaultsAndAreRead() throws {
+        let base = minimalConfiguration + "\nprovisioning:\n  url: https://127.0.0.1:8443/t/1/config\n  token_file: /tmp/token\n"
+        let plain = try #require(try Configuration.parse(base).provisioning)
+        #expect(plain.healthIntervalSeconds == 300 && plain.healthURL == nil)
+        let set = try #require(try Configuration.parse(
+            base + "  health_interval_seconds: 60\n  health_url: https://fleet.zorg.example/t/1/health\n").provisioning)
+        #expect(set.healthIntervalSeconds == 60)
+        #expect(set.healthURL == "https://fleet.zorg.example/t/1/health")
+    }
+
+    @Test(arguments: [
+        ("health_interval_seconds: 1", "provisioning.health_interval_seconds", "out of range"),
+        ("health_url: http://fleet.zorg.example/h", "provisioning.health_url", "https"),
+    ])
+    func badHealthValuesNameTheKey(_ line: String, _ key: String, _ message: String) {
+        do {
+            _ = try Configuration.parse(minimalConfiguration
+                + "\nprovisioning:\n  url: https://127.0.0.1:8443/config\n  token_file: /t\n  " + line + "\n")
+            Issue.record("accepted: \(line)")
+        } catch {
+            #expect(error.key == key, "\(error)")
+            #expect(error.message.contains(message), "\(error)")
+        }
+    }
+}

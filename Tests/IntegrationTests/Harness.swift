@@ -40,7 +40,7 @@ final class DaemonUnderTest: @unchecked Sendable {
     private let process = Process()
     private let output: URL
 
-    init(policy: String = "ring_all", extraConfig: String = "", posts: Int = 2) throws {
+    init(policy: String = "ring_all", extraConfig: String = "", posts: Int = 2, displayName: String? = nil) throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("bz-it-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         configPath = directory.appendingPathComponent("beeldzorgd.yaml").path
@@ -55,7 +55,7 @@ final class DaemonUnderTest: @unchecked Sendable {
             account:
               user: tablet-test
               domain: 127.0.0.1
-              listen_host: 127.0.0.1
+              listen_host: 127.0.0.1\(displayName.map { "\n  display_name: \"\($0)\"" } ?? "")
             transport: udp
             srtp: required
             centrale:
