@@ -9,6 +9,7 @@ import Media
 import NIOCore
 import ServiceLifecycle
 import SIP
+import Store
 import Synchronization
 
 /// Executes CallFlow's signalling and media actions with the SIP user agent and a media
@@ -96,11 +97,15 @@ final class SIPCallSignalling: CallSignalling, Service, Sendable {
                 localHost: account.listenHost, localPort: account.listenPort, user: account.user,
                 displayName: account.displayName, srtpRequired: configuration.srtp == .required,
                 transport: userAgentTransport(configuration.transport),
-                tls: tlsTrust(configuration), registration: registration(configuration, instanceID: instanceID, logger: logger)
+                tls: tlsTrust(configuration), registration: registration(configuration, instanceID: instanceID, logger: logger),
+                domain: account.domain
             ),
             group: group, logger: logger
         )
         let port = try await userAgent.start()
+        if !userAgent.verifiesCallers {
+            logger.warning("no edge proxy: callers are not verified (anyone can claim a contact's address); contacts ring, auto-answer is off")
+        }
         // The demo centrale calls this URI; with a wildcard listen_host it names the domain.
         let host = account.listenHost == "0.0.0.0" ? account.domain : account.listenHost
         let tabletURI = "sip:\(account.user)@\(host):\(port)"
@@ -439,19 +444,23 @@ final class SIPCallSignalling: CallSignalling, Service, Sendable {
             state.incomingOffers[leg] = offer
             return leg
         }
-        let contact = knownContact(fromURI)
+        let contact = knownContact(fromURI, verified: userAgent.verifiesCallers)
         report(.incomingCall(leg, Caller(uri: fromURI, displayName: displayName, contact: contact)))
         // 180 only for callers who will ring; a stranger gets nothing but CallFlow's 403.
         if contact != nil { await userAgent.ring(handle) }
     }
 
     /// Contacts on the list, and the centrale's own posts (a callback from the centrale).
-    private func knownContact(_ uri: String) -> KnownContact? {
+    /// `verified`: the identity came from an edge proxy (see `UserAgent.verifiesCallers`);
+    /// an unverified one (no edge proxies, a lab set-up) may ring but never auto-answers,
+    /// since anyone can claim a contact's address in a bare From.
+    private func knownContact(_ uri: String, verified: Bool) -> KnownContact? {
         if let contact = callLog.contact(forURI: uri) {
-            return KnownContact(name: contact.displayName, autoAnswerAfter: contact.autoAnswerSeconds.map { .seconds($0) })
+            let autoAnswer = verified ? contact.autoAnswerSeconds.map { Duration.seconds($0) } : nil
+            return KnownContact(name: contact.displayName, autoAnswerAfter: autoAnswer)
         }
-        let caller = Self.userAndHost(uri)
-        if configuration.centrale.posts.contains(where: { Self.userAndHost($0.uri) == caller }) {
+        guard let caller = SIPAddressKey.normalise(uri) else { return nil }
+        if configuration.centrale.posts.contains(where: { SIPAddressKey.normalise($0.uri) == caller }) {
             return KnownContact(name: "Beeldzorgcentrale")
         }
         return nil

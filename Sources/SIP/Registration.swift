@@ -252,7 +252,7 @@ extension UserAgent {
         let branch = newBranch()
         flow.pendingBranch = branch
         flow.cseq += 1
-        let aor = "sip:\(configuration.user)@\(registration.domain)"
+        let aor = addressOfRecord
         let requestURI = "sip:\(registration.domain)"
         // Each flow names the address toward its own edge proxy (listen_host 0.0.0.0).
         let host = advertisedHost(toward: flow.destination)
@@ -498,7 +498,7 @@ extension UserAgent {
         var headers = SIPHeaders()
         headers.add("Via", via(branch, host: host))
         headers.add("Max-Forwards", "70")
-        headers.add("From", "<\(localURI(host: host))>;tag=\(randomToken(8))")
+        headers.add("From", "<\(addressOfRecord)>;tag=\(randomToken(8))")
         headers.add("To", "<\(flow.proxy.uri)>")
         headers.add("Call-ID", newCallID(toward: flow.destination))
         headers.add("CSeq", "1 OPTIONS")

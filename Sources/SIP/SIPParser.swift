@@ -114,8 +114,12 @@ public struct SIPMessageParser: Sendable {
     /// A lenient parse of a request's start line and headers only, for answering a malformed
     /// request with 400: returns nil when not even that much can be read, or when the headers
     /// a response needs (Via, From, To, Call-ID, CSeq) are absent.
-    public func salvageRequest(_ bytes: [UInt8]) -> SIPRequest? {
-        guard let head = try? parseHead(bytes), case .request(let method, let uri) = head.startLine else {
+    /// With `anyVersion`, a request line with another `SIP/x.y` version is read too, so the
+    /// request can be answered with 505 (responses still must be SIP/2.0).
+    public func salvageRequest(_ bytes: [UInt8], anyVersion: Bool = false) -> SIPRequest? {
+        guard let head = try? parseHead(bytes, anyRequestVersion: anyVersion),
+              case .request(let method, let uri) = head.startLine
+        else {
             return nil
         }
         for name in ["Via", "From", "To", "Call-ID", "CSeq"] where head.headers[name] == nil { return nil }
@@ -136,7 +140,7 @@ public struct SIPMessageParser: Sendable {
         var bodyStart: Int
     }
 
-    func parseHead(_ bytes: [UInt8]) throws(SIPParseError) -> Head {
+    func parseHead(_ bytes: [UInt8], anyRequestVersion: Bool = false) throws(SIPParseError) -> Head {
         if bytes.isEmpty { throw .empty }
         if bytes.count > limits.maxMessageSize { throw .messageTooLarge }
 
@@ -173,7 +177,7 @@ public struct SIPMessageParser: Sendable {
         if index - headStart > limits.maxHeaderSectionSize { throw .headerSectionTooLarge }
         guard let bodyStart, let first = lines.first else { throw .incompleteHeaders }
 
-        let startLine = try parseStartLine(first)
+        let startLine = try parseStartLine(first, anyRequestVersion: anyRequestVersion)
         var fields: [SIPHeaderField] = []
         for line in lines.dropFirst() {
             if line.first == " " || line.first == "\t" {
@@ -195,7 +199,7 @@ public struct SIPMessageParser: Sendable {
         return Head(startLine: startLine, headers: SIPHeaders(fields), bodyStart: bodyStart)
     }
 
-    private func parseStartLine(_ line: String) throws(SIPParseError) -> StartLine {
+    private func parseStartLine(_ line: String, anyRequestVersion: Bool) throws(SIPParseError) -> StartLine {
         let parts = line.split(separator: " ", maxSplits: 2, omittingEmptySubsequences: false)
         guard parts.count == 3 || (parts.count == 2 && parts[0].uppercased() == "SIP/2.0") else {
             throw .invalidStartLine
@@ -213,7 +217,10 @@ public struct SIPMessageParser: Sendable {
         let uri = parts[1]
         guard isPlausibleURI(uri) else { throw .invalidRequestURI }
         guard parts[2] == "SIP/2.0" || parts[2].uppercased() == "SIP/2.0" else {
-            if parts[2].uppercased().hasPrefix("SIP/") { throw .unsupportedVersion }
+            if parts[2].uppercased().hasPrefix("SIP/") {
+                guard anyRequestVersion else { throw .unsupportedVersion }
+                return .request(SIPMethod(String(method)), String(uri))
+            }
             throw .invalidStartLine
         }
         return .request(SIPMethod(String(method)), String(uri))

@@ -20,6 +20,11 @@ public struct UserAgentConfiguration: Sendable {
     /// 0 = any free port.
     public var localPort: Int
     public var user: String
+    /// The host part of our address of record, `sip:user@domain`: what the tablet's own
+    /// `From` says (INVITE, OPTIONS, REGISTER), so the centrale sees the client, not an IP
+    /// address. Contact keeps the real address. nil: the registration's domain, else (a bare
+    /// agent in tests and the demo) our own address.
+    public var domain: String?
     public var displayName: String?
     /// Whether media must be SRTP; read by `mediaNegotiator(audioPort:videoPort:)`.
     public var srtpRequired: Bool
@@ -38,9 +43,11 @@ public struct UserAgentConfiguration: Sendable {
         localHost: String = "127.0.0.1", localPort: Int = 0, user: String, displayName: String? = nil,
         srtpRequired: Bool = false, timerT1: Duration = .milliseconds(500), timerT2: Duration = .seconds(4),
         userAgentHeader: String = "Beeldzorg", transport: Transport = .udp, tls: TLSTrust? = nil,
-        registration: RegistrationConfiguration? = nil, silentPeerTimeout: Duration = .seconds(1)
+        registration: RegistrationConfiguration? = nil, silentPeerTimeout: Duration = .seconds(1),
+        domain: String? = nil
     ) {
         self.silentPeerTimeout = silentPeerTimeout
+        self.domain = domain
         self.tls = tls
         self.registration = registration
         self.transport = transport
@@ -136,6 +143,8 @@ public actor UserAgent {
     var addressPeer: SocketAddress?
     /// The owner's say on re-INVITE offers; nil = our description again, directions mirrored.
     private var reofferHandler: ReofferHandler?
+    /// Rate limit for the log line about requests refused for coming from outside the flows.
+    private var untrustedLog = RefusalLog()
 
     public init(configuration: UserAgentConfiguration, group: any EventLoopGroup, logger: Logger) {
         self.configuration = configuration
@@ -247,7 +256,7 @@ public actor UserAgent {
         }
         let branch = newBranch()
         addressPeer = destination
-        let local = SIPNameAddress(displayName: displayName ?? configuration.displayName, uri: localURI)
+        let local = SIPNameAddress(displayName: displayName ?? configuration.displayName, uri: addressOfRecord)
         let remote = SIPNameAddress(uri: target.uri)
         let call = Call(handle: handle, role: .outgoing, state: .calling, callID: callID, localTag: randomToken(8),
                         localParty: local, remoteParty: remote, remoteTarget: target.uri, peer: destination,
@@ -375,7 +384,7 @@ public actor UserAgent {
         var headers = SIPHeaders()
         headers.add("Via", via(branch))
         headers.add("Max-Forwards", "70")
-        headers.add("From", "<\(localURI)>;tag=\(randomToken(8))")
+        headers.add("From", "<\(addressOfRecord)>;tag=\(randomToken(8))")
         headers.add("To", "<\(target.uri)>")
         headers.add("Call-ID", newCallID(toward: destination))
         headers.add("CSeq", "1 OPTIONS")
@@ -400,7 +409,15 @@ public actor UserAgent {
         do {
             message = try parser.parse(bytes, transport: datagram.kind)
         } catch {
-            if let salvaged = parser.salvageRequest(bytes), salvaged.method != .ack {
+            if error == .unsupportedVersion, let salvaged = parser.salvageRequest(bytes, anyVersion: true),
+               salvaged.method != .ack
+            {
+                // A SIP version we do not speak gets 505 (RFC 3261 §21.5.20), never silence.
+                guard mayAnswer(datagram.source) else { return }
+                send(makeResponse(to: salvaged, status: 505, reason: "Version Not Supported").serialized(),
+                     to: datagram.source)
+            } else if let salvaged = parser.salvageRequest(bytes), salvaged.method != .ack {
+                guard mayAnswer(datagram.source) else { return }
                 logger.notice("malformed SIP request answered with 400",
                               metadata: ["error": "\(error)", "from": "\(datagram.source)"])
                 let response = makeResponse(to: salvaged, status: 400, reason: "Bad Request")
@@ -508,6 +525,18 @@ public actor UserAgent {
     }
 
     private func handleRequest(_ request: SIPRequest, from source: SocketAddress) {
+        let toTag = request.headers["To"].flatMap(SIPNameAddress.init)?.tag
+        if toTag == nil, request.method != .ack, !isTrusted(source) {
+            refuseUntrusted(request, from: source)
+            return
+        }
+        if request.method != .ack, let refusal = Self.requestURIRefusal(request.uri) {
+            logger.notice("request refused: unusable Request-URI",
+                          metadata: ["status": "\(refusal.status)", "from": "\(source)"])
+            send(makeResponse(to: request, status: refusal.status, reason: refusal.reason, toTag: randomToken(8))
+                .serialized(), to: source)
+            return
+        }
         switch request.method {
         case .invite: handleInvite(request, from: source)
         case .ack: handleAck(request)
@@ -583,6 +612,54 @@ public actor UserAgent {
         logger.info("incoming call", metadata: ["call": "\(handle)"])
         let caller = callerIdentity(request, from: from, source: source)
         eventContinuation.yield(.incoming(handle, fromURI: caller.uri, displayName: caller.displayName, offer: offer))
+    }
+
+    // MARK: - Trust
+
+    /// Whether every `.incoming` call came over a flow to a configured edge proxy: then its
+    /// identity is what that proxy asserted (P-Asserted-Identity) or the From the proxy
+    /// authenticated. Without edge proxies (a lab set-up) nothing is verified: the caller is
+    /// who its own From says, which anyone can forge.
+    public nonisolated var verifiesCallers: Bool { configuration.registration != nil }
+
+    /// A source allowed to start something here: with edge proxies, only their flows (TCP/TLS:
+    /// the connection we dialled, keyed by the proxy's address; UDP: datagrams from the proxy's
+    /// resolved address); without, anyone.
+    func isTrusted(_ source: SocketAddress) -> Bool {
+        configuration.registration == nil || flows.contains { $0.destination == source }
+    }
+
+    /// Whether a request from `source` that we do not take may be answered at all: over UDP
+    /// not when it came from outside the edge proxies' flows, since an answer to a forged
+    /// source address would make us a reflector; over TCP a refusal goes back on the
+    /// connection it came on.
+    func mayAnswer(_ source: SocketAddress) -> Bool {
+        reliable || isTrusted(source)
+    }
+
+    /// A new request (INVITE, OPTIONS, MESSAGE, … outside a dialog) from outside the edge
+    /// proxies' flows: 403 over TCP, nothing over UDP (see `mayAnswer`). One log line names
+    /// the source, at most every `RefusalLog.interval`, with how many were not logged.
+    private func refuseUntrusted(_ request: SIPRequest, from source: SocketAddress) {
+        if let suppressed = untrustedLog.shouldLog(now: .now) {
+            logger.warning("request from outside the edge proxy flows refused", metadata: [
+                "from": "\(source)", "method": "\(request.method.rawValue)",
+                "answer": "\(reliable ? "403" : "none (UDP)")", "suppressed": "\(suppressed)",
+            ])
+        }
+        guard mayAnswer(source), request.method != .ack else { return }
+        send(makeResponse(to: request, status: 403, reason: "Forbidden", toTag: randomToken(8)).serialized(), to: source)
+    }
+
+    /// 416 for a Request-URI scheme we do not serve (tel:, mailto:, …; RFC 3261 §8.2.2.1),
+    /// 400 for a sip:/sips: URI that does not parse (`sip:@@@:::`); nil when it is usable.
+    static func requestURIRefusal(_ uri: String) -> (status: Int, reason: String)? {
+        let scheme = uri.prefix { $0 != ":" }.lowercased()
+        guard scheme == "sip" || scheme == "sips" else { return (416, "Unsupported URI Scheme") }
+        guard let parsed = SIPURI(uri), parsed.user.map({ !$0.isEmpty && !$0.contains("@") }) ?? true else {
+            return (400, "Bad Request-URI")
+        }
+        return nil
     }
 
     /// Who calls: the From header, or the first SIP URI in P-Asserted-Identity (RFC 3325) when
@@ -749,6 +826,13 @@ public actor UserAgent {
     static let maxCalls = 64
 
     var localURI: String { localURI(host: advertisedHost) }
+
+    /// Our address of record for `From` (see `UserAgentConfiguration.domain`): never an IP
+    /// address with a transport parameter once a domain is known.
+    var addressOfRecord: String {
+        guard let domain = configuration.domain ?? configuration.registration?.domain else { return localURI }
+        return SIPURI(scheme: "sip", user: configuration.user, host: domain, port: nil).description
+    }
 
     func localURI(host: String) -> String {
         let parameter = configuration.transport == .udp ? "" : ";transport=\(configuration.transport.rawValue)"
@@ -1222,6 +1306,27 @@ final class Call {
                   inviteBranch: other.inviteBranch)
         invite = other.invite
         finalReported = true
+    }
+}
+
+// MARK: - Rate-limited logging
+
+/// At most one log line per `interval` for a kind of refusal, so a flood from a hostile
+/// network cannot fill the journal; the next line says how many were not logged.
+struct RefusalLog {
+    static let interval: Duration = .seconds(10)
+    private var lastLogged: ContinuousClock.Instant?
+    private var suppressed = 0
+
+    /// The number suppressed since the last line when a line is due now, else nil.
+    mutating func shouldLog(now: ContinuousClock.Instant) -> Int? {
+        if let lastLogged, now - lastLogged < Self.interval {
+            suppressed += 1
+            return nil
+        }
+        defer { suppressed = 0 }
+        lastLogged = now
+        return suppressed
     }
 }
 

@@ -12,7 +12,8 @@ struct DoctorCommand: ParsableCommand {
         abstract: "Check everything the tablet needs and say what to do about each problem.",
         discussion: """
             Checks the configuration, the clock, beeldzorgd and its call state, registration, \
-            the database, the button, camera, microphone and speaker, the TLS CA file, the \
+            the database, the button, camera, microphone and speaker, the TLS CA file, caller \
+            trust (edge proxies configured), the \
             prompts and the centrale's posts. While beeldzorgd runs, the camera and microphone \
             are tested by the daemon (never during a call); when it is not running, doctor \
             says so and opens them itself.
@@ -115,6 +116,7 @@ struct Doctor {
 
         if let configuration {
             checks.append(tlsCheck(configuration))
+            checks.append(callerTrustCheck(configuration))
             checks.append(promptsCheck(configuration))
             let posts = configuration.centrale.posts
             checks.append(Check(
@@ -141,6 +143,21 @@ struct Doctor {
             + "Provision it: put its configuration and credentials in beeldzorg/provision/ on the ESP (the "
             + "installer's step, see README \"The device image\") and reboot; the first boot installs them "
             + "and starts beeldzorgd. Then run doctor again."
+    }
+
+    /// Who may call in, and how the tablet knows who calls: only the edge proxies' flows, the
+    /// caller being what they assert (issue 15). Without edge proxies (a lab or demo set-up)
+    /// anyone can claim a contact's address, so this fails: contacts still ring, but nobody
+    /// is auto-answered.
+    func callerTrustCheck(_ configuration: Configuration) -> Check {
+        let proxies = configuration.edgeProxies
+        return Check(
+            name: "caller trust", ok: !proxies.isEmpty,
+            detail: proxies.isEmpty
+                ? "no edge proxy configured: nothing is trusted, any host can claim a contact's address; auto-answer is off"
+                : "calls are taken only from the edge proxies (\(proxies.joined(separator: ", "))); auto-answer as each contact has it",
+            fix: "A tablet in a home needs the centrale's edge proxies under edge_proxies in \(options.config); "
+                + "without them it is a lab set-up.")
     }
 
     func clockCheck() -> Check {

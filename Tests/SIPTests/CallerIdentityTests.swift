@@ -4,8 +4,8 @@ import Testing
 
 @testable import SIP
 
-/// Caller identity (issue 3, "Being called"): From, or P-Asserted-Identity only when the INVITE
-/// came over the flow to the configured edge proxy.
+/// Caller identity (issue 3, "Being called"; issue 15, trust): with an edge proxy, only its
+/// flow may start anything; the caller is its P-Asserted-Identity, else the From it sent.
 @Suite(.serialized) struct CallerIdentityTests {
     /// An agent whose one (UDP) edge proxy is `proxy`; the REGISTERs it sends there go unanswered.
     func agent(edgeProxy proxy: RawPeer) async throws -> (UserAgent, Recorder<UserAgentEvent>, Int, URL) {
@@ -56,6 +56,7 @@ import Testing
         let stranger = try await RawPeer.bind()
         let (agent, events, port, directory) = try await agent(edgeProxy: proxy)
         defer { try? FileManager.default.removeItem(at: directory) }
+        #expect(agent.verifiesCallers)
 
         // From the edge proxy: the asserted identity (a tel: URI first is skipped) wins over From.
         try await proxy.send(invite(to: port, from: proxy, callID: "pai1",
@@ -65,19 +66,73 @@ import Testing
         #expect(trusted.uri == "sip:marieke@centrale.example")
         #expect(trusted.name == "Marieke")
 
-        // The same header from anyone else is ignored: the caller is who From says.
+        // Issue 15: anyone else may not start a call at all, whatever it asserts or puts in
+        // From: over UDP it hears nothing back (no 100, no 403: we are nobody's reflector),
+        // and the owner never hears of it.
         try await stranger.send(invite(to: port, from: stranger, callID: "pai2",
                                        assertedIdentity: "\"Marieke\" <sip:marieke@centrale.example>"), to: port)
-        let untrusted = try await incoming(events)
-        #expect(untrusted.uri == "sip:claimed@127.0.0.1")
-        #expect(untrusted.name == "Wie Dan Ook")
+        try await stranger.send(invite(to: port, from: stranger, callID: "pai2b", assertedIdentity: nil), to: port)
 
-        // From the edge proxy without the header: From.
+        // From the edge proxy without the header: From (the proxy authenticated it). Datagrams
+        // are taken in order, so by the time this one is reported the stranger's were handled.
         try await proxy.send(invite(to: port, from: proxy, callID: "pai3", assertedIdentity: nil), to: port)
         #expect(try await incoming(events).uri == "sip:claimed@127.0.0.1")
+        let reported = await events.all().compactMap { event -> String? in
+            if case .incoming(let handle, _, _, _) = event { handle.callID } else { nil }
+        }
+        #expect(reported == ["pai1", "pai3"])
+        let heard = await stranger.received.all()
+        #expect(heard.isEmpty, "\(heard.map(\.text))")
 
         await agent.shutdown()
         await proxy.close()
         await stranger.close()
+    }
+
+    /// OPTIONS (or any request outside a dialog) from outside the flow gets nothing; from the
+    /// edge proxy, 200.
+    @Test func onlyTheEdgeProxyIsAnswered() async throws {
+        let proxy = try await RawPeer.bind()
+        let stranger = try await RawPeer.bind()
+        let (agent, _, port, directory) = try await agent(edgeProxy: proxy)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        func options(_ peer: RawPeer, _ callID: String, method: String = "OPTIONS") -> [UInt8] {
+            Array("""
+                \(method) sip:tablet@127.0.0.1:\(port) SIP/2.0\r
+                Via: SIP/2.0/UDP 127.0.0.1:\(peer.port);branch=z9hG4bK\(callID)\r
+                From: <sip:marieke@127.0.0.1>;tag=\(callID)\r
+                To: <sip:tablet@127.0.0.1>\r
+                Call-ID: \(callID)\r
+                CSeq: 1 \(method)\r
+                Max-Forwards: 70\r
+                Content-Length: 0\r
+                \r
+
+                """.utf8)
+        }
+        try await stranger.send(options(stranger, "opt1"), to: port)
+        try await stranger.send(options(stranger, "msg1", method: "MESSAGE"), to: port)
+        try await stranger.send(Array("OPTIONS sip:tablet@127.0.0.1 SIP/3.0\r\nVia: SIP/2.0/UDP 127.0.0.1:\(stranger.port);branch=z9hG4bKv3\r\nFrom: <sip:x@127.0.0.1>;tag=1\r\nTo: <sip:tablet@127.0.0.1>\r\nCall-ID: v3\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n".utf8), to: port)
+        try await proxy.send(options(proxy, "opt2"), to: port)
+        let answer = try await proxy.nextResponse()
+        #expect(answer.status == 200)
+        #expect(answer.headers["Call-ID"] == "opt2")
+        let heard = await stranger.received.all()
+        #expect(heard.isEmpty, "\(heard.map(\.text))")
+        await agent.shutdown()
+        await proxy.close()
+        await stranger.close()
+    }
+
+    /// The log line about refused requests comes at most every 10 s, then counts the rest.
+    @Test func refusalsAreLoggedAtMostEveryTenSeconds() {
+        var log = RefusalLog()
+        let start = ContinuousClock.now
+        #expect(log.shouldLog(now: start) == 0)
+        #expect(log.shouldLog(now: start + .seconds(1)) == nil)
+        #expect(log.shouldLog(now: start + .seconds(9)) == nil)
+        #expect(log.shouldLog(now: start + .seconds(10)) == 2)
+        #expect(log.shouldLog(now: start + .seconds(11)) == nil)
+        #expect(log.shouldLog(now: start + .seconds(30)) == 1)
     }
 }

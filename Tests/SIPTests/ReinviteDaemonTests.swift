@@ -93,7 +93,7 @@ import Testing
         """
           <send>
             <![CDATA[
-              INVITE sip:tablet@[remote_ip]:[remote_port] SIP/2.0
+              INVITE [$target] SIP/2.0
               Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
               From: [$post];tag=[pid]SIPpTag01[call_number]
               To: [$tablet]
@@ -115,7 +115,7 @@ import Testing
         """
           <send>
             <![CDATA[
-              ACK sip:tablet@[remote_ip]:[remote_port] SIP/2.0
+              ACK [$target] SIP/2.0
               \(via)
               From: [$post];tag=[pid]SIPpTag01[call_number]
               To: [$tablet]
@@ -137,6 +137,9 @@ import Testing
             <action>
               <ereg regexp="[^ ].*" search_in="hdr" header="From:" assign_to="tablet"/>
               <ereg regexp="[^ ].*" search_in="hdr" header="To:" assign_to="post"/>
+              <!-- The tablet's Contact is the remote target of its requests (RFC 3261 §12.1.2);
+                   sipp's [remote_ip] is empty here, and sip:tablet@:5060 now gets 400. -->
+              <ereg regexp="sip:[^>]*" search_in="hdr" header="Contact:" assign_to="target"/>
             </action>
           </recv>
           <send>
@@ -179,7 +182,7 @@ import Testing
           <pause milliseconds="2000"/>
           <send>
             <![CDATA[
-              BYE sip:tablet@[remote_ip]:[remote_port] SIP/2.0
+              BYE [$target] SIP/2.0
               Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
               From: [$post];tag=[pid]SIPpTag01[call_number]
               To: [$tablet]
