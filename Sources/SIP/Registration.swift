@@ -48,11 +48,17 @@ public struct RegistrationConfiguration: Sendable {
     /// Retry after failure: min(maxBackoff, baseBackoff · 2^failures) · random(0.5…1) (RFC 5626 §4.5).
     public var baseBackoff: Duration
     public var maxBackoff: Duration
+    /// UDP only: the longest time between two REGISTERs. A registrar that restarted and lost
+    /// its bindings still answers STUN and OPTIONS on the same address, so on UDP nothing but
+    /// a REGISTER notices; TCP/TLS notice because the connection breaks. 30 s bounds how long
+    /// a tablet can be unreachable after such a restart, at ~1.3 kB per refresh.
+    public var udpRefreshInterval: Duration
 
     public init(
         domain: String, authUser: String, passwordFile: String, instanceID: String, edgeProxies: [EdgeProxy],
         expires: Int = 600, keepaliveInterval: Duration = .seconds(25), pongTimeout: Duration = .seconds(10),
-        baseBackoff: Duration = .seconds(2), maxBackoff: Duration = .seconds(300)
+        baseBackoff: Duration = .seconds(2), maxBackoff: Duration = .seconds(300),
+        udpRefreshInterval: Duration = .seconds(30)
     ) {
         self.domain = domain
         self.authUser = authUser
@@ -64,6 +70,7 @@ public struct RegistrationConfiguration: Sendable {
         self.pongTimeout = pongTimeout
         self.baseBackoff = baseBackoff
         self.maxBackoff = maxBackoff
+        self.udpRefreshInterval = udpRefreshInterval
     }
 }
 
@@ -331,8 +338,9 @@ extension UserAgent {
             }
             registrationContinuation.yield(.registered(proxy: flow.proxy.uri, expires: granted))
             // Refresh at about half the granted time (RFC 5626 §4.4.1 says before expiry; half
-            // leaves room for a retry or two).
-            startTimer(.registration(index, .refresh), after: .milliseconds(max(500, granted * 500)))
+            // leaves room for a retry or two); on UDP at least every `udpRefreshInterval`, the
+            // only way to learn that a restarted registrar lost our binding.
+            startTimer(.registration(index, .refresh), after: refreshDelay(granted: granted))
             // RFC 5626 §4.4: keep the flow alive and learn early when it dies (CRLF on TCP/TLS,
             // STUN or OPTIONS on UDP).
             startTimer(.registration(index, .keepalive), after: keepaliveInterval)
@@ -373,6 +381,13 @@ extension UserAgent {
         default:
             registrationFailed(flow, reason: "\(response.status) \(response.reason)")
         }
+    }
+
+    /// When to send the next REGISTER after one for `granted` seconds succeeded.
+    func refreshDelay(granted: Int) -> Duration {
+        let half = Duration.milliseconds(max(500, granted * 500))
+        guard !reliable, let registration = configuration.registration else { return half }
+        return min(half, registration.udpRefreshInterval)
     }
 
     /// The expiry the registrar granted our binding: the `expires` of our Contact (matched by

@@ -54,12 +54,15 @@ final class LogCapture: Sendable {
 
     func startAgent(
         user: String, transport: UserAgentConfiguration.Transport, proxy: String, passwordFile: String,
-        caFile: String? = nil, instance: String = KamailioTests.instance, logger: Logger? = nil
+        caFile: String? = nil, instance: String = KamailioTests.instance, logger: Logger? = nil,
+        keepaliveInterval: Duration = .seconds(1), pongTimeout: Duration = .milliseconds(800),
+        udpRefreshInterval: Duration = .seconds(30)
     ) async throws -> Agent {
         let registration = RegistrationConfiguration(
             domain: Kamailio.realm, authUser: user, passwordFile: passwordFile, instanceID: instance,
-            edgeProxies: [EdgeProxy(uri: proxy)], expires: 120, keepaliveInterval: .seconds(1),
-            pongTimeout: .milliseconds(800), baseBackoff: .milliseconds(200), maxBackoff: .seconds(1))
+            edgeProxies: [EdgeProxy(uri: proxy)], expires: 120, keepaliveInterval: keepaliveInterval,
+            pongTimeout: pongTimeout, baseBackoff: .milliseconds(200), maxBackoff: .seconds(1),
+            udpRefreshInterval: udpRefreshInterval)
         let configuration = UserAgentConfiguration(
             localHost: "127.0.0.1", user: user, displayName: user.capitalized, timerT1: .milliseconds(100),
             timerT2: .milliseconds(800), transport: transport,

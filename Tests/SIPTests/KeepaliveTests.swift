@@ -62,6 +62,37 @@ import Testing
         }
     }
 
+    /// A registrar restarted between two keepalives forgets every binding, yet answers STUN
+    /// and OPTIONS as before: the UDP flow looks healthy while calls to the tablet fail. Only
+    /// the next REGISTER notices, so on UDP it comes every `udpRefreshInterval` (30 s in the
+    /// product, 3 s here) instead of at half the granted 120 s.
+    @Test func udpRegistrationComesBackSoonAfterTheRegistrarRestartedAndLostItsBindings() async throws {
+        try await Kamailio.withRunning(password: Self.password, stun: true) { certificates, kamailio in
+            let tablet = try await KamailioTests().startAgent(
+                user: "tablet", transport: .udp, proxy: kamailio.udpURI, passwordFile: try passwordFile(certificates),
+                keepaliveInterval: .seconds(25), pongTimeout: .seconds(10), udpRefreshInterval: .seconds(3))
+            _ = try await tablet.registrations.next("registered") { if case .registered = $0 { true } else { false } }
+            let accepted = { kamailio.log.components(separatedBy: "REGISTER accepted for tablet").count - 1 }
+            #expect(accepted() >= 1)
+
+            // A quick restart: the new process starts with an empty location table.
+            kamailio.stop()
+            try kamailio.start()
+            try await kamailio.waitUntilReady()
+            let restarted = ContinuousClock.now
+            let before = accepted()
+            let deadline = restarted + .seconds(3) + .seconds(3)
+            while accepted() == before, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            #expect(accepted() > before, "no REGISTER reached the restarted registrar; log: \(kamailio.log)")
+            print("binding restored \(wholeMilliseconds(ContinuousClock.now - restarted)) ms after the registrar restarted")
+            // Nothing on the flow looked wrong: no failure was reported in between.
+            #expect(!(await tablet.registrations.all()).contains { if case .failed = $0 { true } else { false } })
+            await tablet.agent.shutdown()
+        }
+    }
+
     @Test func udpKeepaliveFallsBackToOptionsWhenTheEdgeProxyHasNoSTUN() async throws {
         try await Kamailio.withRunning(password: Self.password, stun: false) { certificates, kamailio in
             let tablet = try await KamailioTests().startAgent(
