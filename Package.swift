@@ -42,6 +42,8 @@ let package = Package(
         ),
         .target(name: "CEchoCanceller", dependencies: ["CWebRTCAPM"]),
         .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        // glibc's libresolv (SRV/A/AAAA with TTLs, RFC 3263); part of libc6-dev, no pkg-config.
+        .systemLibrary(name: "CResolv"),
         .systemLibrary(name: "CFreeType", pkgConfig: "freetype2", providers: [.apt(["libfreetype-dev"])]),
         .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
         .systemLibrary(name: "CDRM", pkgConfig: "libdrm", providers: [.apt(["libdrm-dev"])]),
@@ -53,7 +55,7 @@ let package = Package(
         .target(
             name: "SIP",
             dependencies: [
-                "CCrypto",
+                "CCrypto", "CResolv",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -113,6 +115,7 @@ let package = Package(
                 "CallFlow", "SIP", "Media", "Devices", "Store", "BeeldzorgConfig", "Control",
                 "DemoCentrale", "Provisioning", "Screen",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -175,7 +178,7 @@ let package = Package(
         .testTarget(name: "CallFlowTests", dependencies: ["CallFlow", "TestSupport"], swiftSettings: strict),
         // Media for SRTP checks of the daemon's packets (ReinviteDaemonTests).
         .testTarget(name: "SIPTests", dependencies: ["SIP", "DemoCentrale", "Media", "TestSupport"], swiftSettings: strict),
-        .testTarget(name: "DevicesTests", dependencies: ["Devices"], swiftSettings: strict),
+        .testTarget(name: "DevicesTests", dependencies: ["Devices", "TestSupport"], swiftSettings: strict),
         .testTarget(
             name: "MediaTests",
             dependencies: [
@@ -194,7 +197,7 @@ let package = Package(
         .testTarget(name: "ControlTests", dependencies: ["Control"], swiftSettings: strict),
         .testTarget(name: "ScreenTests", dependencies: ["Screen", "CallFlow", "Devices"],
                     exclude: ["References"], swiftSettings: strict),
-        .testTarget(name: "DaemonTests", dependencies: ["Daemon"], swiftSettings: strict),
+        .testTarget(name: "DaemonTests", dependencies: ["Daemon", "TestSupport"], swiftSettings: strict),
         .testTarget(
             name: "IntegrationTests",
             dependencies: ["Control", "BeeldzorgConfig", "Store", "Screen", "TestSupport"],

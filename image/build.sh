@@ -130,6 +130,10 @@ packages=(
     # the screen (Sources/Screen, issue 9): DRM/KMS, FreeType with DejaVu Sans, PNG, libyuv
     libdrm2 libfreetype6 libpng16-16 fonts-dejavu-core libyuv0
     espeak-ng sox
+    # ALSA's tools: doctor's advice names arecord -L, aplay -L and alsamixer, and a technician
+    # finds the PCM names and unmutes with them (issue 17; Tests/IntegrationTests/AdviceCommandsTests);
+    # amixer reads back the levels beeldzorgd sets (issue 19)
+    alsa-utils
     # The provisioning client trusts the system's roots when provisioning.ca_file is left out.
     ca-certificates
 )

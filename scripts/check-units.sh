@@ -69,8 +69,9 @@ while IFS= read -r line; do
     $line"
 done <<'EOF'
 Type=notify
-ExecStart=/usr/bin/beeldzorgd --config /etc/beeldzorg/beeldzorgd.yaml
+ExecStart=/usr/bin/beeldzorgd --config /etc/beeldzorg/beeldzorgd.yaml --on-config-fault needs-service
 Restart=always
+RestartPreventExitStatus=78
 StartLimitIntervalSec=0
 WatchdogSec=30s
 User=beeldzorg
@@ -81,6 +82,13 @@ ConfigurationDirectory=beeldzorg
 SystemCallFilter=@chown
 EOF
 if [ -n "$missing" ]; then fail "$UNIT lacks:$missing"; else pass "$UNIT: notify, watchdog, restart for ever, user, directories"; fi
+# The start must not wait for a network (issue 16): the button works offline, and DNS and
+# registration follow whenever a path appears, in the same process.
+if grep -Eq '^(Wants|Requires|BindsTo|After)=.*network-online\.target' "$UNIT"; then
+    fail "$UNIT waits for network-online.target: the button must work before any network"
+else
+    pass "$UNIT does not wait for network-online.target"
+fi
 
 # The example configuration (what the image installs) must use the paths the unit and the udev
 # rules provide: the store in StateDirectory, the socket in RuntimeDirectory, the udev links.

@@ -16,6 +16,10 @@ packages=(
     espeak-ng sox
     # real peers the tests run against
     kamailio kamailio-tls-modules baresip-core sip-tester ffmpeg openssl python3 python3-jsonschema sqlite3
+    dnsmasq-base  # the DNS server of the RFC 3263 scenario tests (SRV, A, TTLs) in a netns
+    # the ALSA mixer tests: a private PulseAudio server's mixer through alsa-lib's pulse
+    # control plugin (no sound card needed), read back with amixer
+    alsa-utils pulseaudio libasound2-plugins
     iproute2  # ip netns / veth for the SIP network-change tests (they run as root)
     # systemd-analyze, udevadm, systemd-hwdb for the unit and rule checks (scripts/check-units.sh)
     systemd udev

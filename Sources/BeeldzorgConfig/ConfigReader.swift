@@ -175,6 +175,11 @@ struct ConfigReader {
         return error(key, line, message)
     }
 
+    /// The line of `key`'s value in this section, when the key is there.
+    func line(of key: String) -> Int? {
+        pairs.first(where: { $0.key == key }).flatMap { $0.value.mark?.line ?? $0.line }
+    }
+
     /// Rejects keys that were never read: they are typos or settings this version lacks.
     func finish() throws(ConfigError) {
         for pair in pairs where !seen.contains(pair.key) {

@@ -33,6 +33,14 @@ public struct Configuration: Sendable, Equatable {
         public var perPostTimeoutSeconds: Int
         public var deadlineSeconds: Int
         public var reassuranceSeconds: Int
+        /// Where callback requests go as a SIP MESSAGE (`callback_uri`), through the edge
+        /// proxies; nil: no MESSAGE (the organisation's server may still receive them).
+        public var callbackURI: String? = nil
+        /// Where a request goes that `callbackURI` did not acknowledge within
+        /// `callbackEscalateSeconds` (`callback_fallback_uri`, e.g. another site).
+        public var callbackFallbackURI: String? = nil
+        /// `callback_escalate_after_seconds`, counted from when the request was made.
+        public var callbackEscalateSeconds: Int = 120
     }
 
     public struct Button: Sendable, Equatable {
@@ -56,6 +64,31 @@ public struct Configuration: Sendable, Equatable {
         public var capture: String
         public var playback: String
         public var echoCancellation: Bool
+        /// The ALSA control device whose mixer holds the levels (`mixer`); nil derives it from
+        /// `playback` (`hw:N` for `hw:N,M` / `plughw:N,M`, else `default`).
+        public var mixer: String? = nil
+        /// Simple mixer element for the speaker (`playback_mixer`); nil manages none.
+        public var playbackMixer: String? = "Master"
+        /// Simple mixer element for the microphone (`capture_mixer`); nil manages none.
+        public var captureMixer: String? = "Capture"
+        /// No level is ever set below this (percent): the tablet stays audible and the
+        /// client heard (`volume_floor`).
+        public var volumeFloor: Int = 40
+        /// Nor above this (`volume_ceiling`).
+        public var volumeCeiling: Int = 100
+        /// Levels until provisioning or a technician sets others (`volume`, `capture_volume`).
+        public var volume: Int = 80
+        public var captureVolume: Int = 80
+
+        /// The control device the mixer is opened on.
+        public var mixerDevice: String {
+            if let mixer { return mixer }
+            for prefix in ["plughw:", "hw:"] where playback.hasPrefix(prefix) {
+                let card = playback.dropFirst(prefix.count).split(separator: ",").first.map(String.init) ?? "0"
+                return "hw:\(card)"
+            }
+            return "default"
+        }
     }
 
     /// The call's media (`media:`).
@@ -64,9 +97,49 @@ public struct Configuration: Sendable, Equatable {
         /// is ended as "connection lost" (a post that died without BYE). Held calls stay up
         /// on the post's RTCP.
         public var livenessTimeoutSeconds: Int
+        /// Voice processing on the microphone beside echo cancellation (`media.voice:`).
+        public var voice: Voice
 
-        public init(livenessTimeoutSeconds: Int = 15) {
+        public init(livenessTimeoutSeconds: Int = 15, voice: Voice = Voice()) {
             self.livenessTimeoutSeconds = livenessTimeoutSeconds
+            self.voice = voice
+        }
+    }
+
+    /// webrtc-audio-processing beside the echo canceller (`media.voice:`), each on by default:
+    /// clients speak softly or from across the room, with a television or a fan on.
+    public struct Voice: Sendable, Equatable {
+        /// Adaptive digital automatic gain control (`agc`).
+        public var gainControl: Bool
+        /// Stationary noise suppression (`noise_suppression`).
+        public var noiseSuppression: Bool
+        /// Hum and rumble below about 80 Hz removed (`high_pass_filter`).
+        public var highPassFilter: Bool
+
+        public init(gainControl: Bool = true, noiseSuppression: Bool = true, highPassFilter: Bool = true) {
+            self.gainControl = gainControl
+            self.noiseSuppression = noiseSuppression
+            self.highPassFilter = highPassFilter
+        }
+    }
+
+    /// Limits on the SIP/TCP connections the tablet accepts (`sip_tcp:`, with `transport: tcp`),
+    /// so a flood of connections cannot take the descriptors the control socket, media and
+    /// database need. Connections the tablet dials itself are not counted.
+    public struct SIPTCP: Sendable, Equatable {
+        public var maxConnections: Int
+        public var maxConnectionsPerAddress: Int
+        /// An accepted connection silent this long is closed.
+        public var idleTimeoutSeconds: Int
+        /// A header block begun must be complete within this time (a slow-loris peer).
+        public var headerTimeoutSeconds: Int
+
+        public init(maxConnections: Int = 128, maxConnectionsPerAddress: Int = 32, idleTimeoutSeconds: Int = 64,
+                    headerTimeoutSeconds: Int = 10) {
+            self.maxConnections = maxConnections
+            self.maxConnectionsPerAddress = maxConnectionsPerAddress
+            self.idleTimeoutSeconds = idleTimeoutSeconds
+            self.headerTimeoutSeconds = headerTimeoutSeconds
         }
     }
 
@@ -124,6 +197,10 @@ public struct Configuration: Sendable, Equatable {
     public var statusLED: String?
     public var databasePath: String
     public var controlSocket: String
+    /// The technicians' group (`control_group`, a name or a numeric gid): the control socket is
+    /// given to it, and only its members (besides root and the daemon) may read personal data
+    /// (`calls`, `contacts`) through it.
+    public var controlGroup = "beeldzorg-tech"
     public var language: String
     /// Folder holding `LANGUAGE.txt` (the prompt texts) and the WAVs rendered from it.
     public var promptsDirectory: String
@@ -132,6 +209,15 @@ public struct Configuration: Sendable, Equatable {
     public var provisioning: Provisioning? = nil
     public var screen = Screen()
     public var media = Media()
+    public var sipTCP = SIPTCP()
+    /// The line of each key that names a file (`ca_file`, `account.password_file`,
+    /// `provisioning.token_file`, ...), so a check of the file itself can say where it was
+    /// named (`ConfigurationFiles` in the daemon).
+    public var lines: [String: Int] = [:]
+
+    /// A configuration file larger than this is refused before it is read: a real one is a
+    /// few kilobytes, and YAML's node tree costs many times the file's size in memory.
+    public static let maximumFileBytes = 1 << 20
 
     /// Parses and validates a configuration file's text.
     public static func parse(_ text: String) throws(ConfigError) -> Configuration {
@@ -188,13 +274,24 @@ public struct Configuration: Sendable, Equatable {
             try section.finish()
             posts.append(post)
         }
-        let parsedCentrale = Centrale(
+        var parsedCentrale = Centrale(
             posts: posts,
             policy: try centrale.choice("policy", RingPolicy.self) ?? .ringAll,
             perPostTimeoutSeconds: try centrale.int("per_post_timeout_seconds", in: 3...120) ?? 15,
             deadlineSeconds: try centrale.int("deadline_seconds", in: 10...600) ?? 60,
             reassuranceSeconds: try centrale.int("reassurance_seconds", in: 5...120) ?? 15
         )
+        parsedCentrale.callbackURI = try centrale.string("callback_uri")
+        parsedCentrale.callbackFallbackURI = try centrale.string("callback_fallback_uri")
+        parsedCentrale.callbackEscalateSeconds = try centrale.int("callback_escalate_after_seconds", in: 2...86_400) ?? 120
+        for (key, uri) in [("callback_uri", parsedCentrale.callbackURI), ("callback_fallback_uri", parsedCentrale.callbackFallbackURI)] {
+            if let uri, !Self.looksLikeSIPURI(uri) {
+                throw centrale.invalid(key, "'\(uri)' is not a sip: or sips: address")
+            }
+        }
+        if parsedCentrale.callbackFallbackURI != nil && parsedCentrale.callbackURI == nil {
+            throw centrale.invalid("callback_fallback_uri", "needs callback_uri: the fallback is where a request goes when that one does not answer")
+        }
         try centrale.finish()
 
         var button = try root.section("button")
@@ -219,11 +316,25 @@ public struct Configuration: Sendable, Equatable {
         try camera?.finish()
 
         var audio = try root.section("audio")
-        let parsedAudio = Audio(
+        var parsedAudio = Audio(
             capture: try audio?.string("capture") ?? "default",
             playback: try audio?.string("playback") ?? "default",
             echoCancellation: try audio?.bool("echo_cancellation") ?? true
         )
+        parsedAudio.mixer = try audio?.string("mixer")
+        for (key, path) in [("playback_mixer", \Audio.playbackMixer), ("capture_mixer", \Audio.captureMixer)] {
+            if let name = try audio?.string(key) {
+                // `none`: the tablet has no such element (levels left to the hardware).
+                parsedAudio[keyPath: path] = name == "none" ? nil : name
+            }
+        }
+        parsedAudio.volumeFloor = try audio?.int("volume_floor", in: 1...100) ?? parsedAudio.volumeFloor
+        parsedAudio.volumeCeiling = try audio?.int("volume_ceiling", in: 1...100) ?? parsedAudio.volumeCeiling
+        if parsedAudio.volumeCeiling < parsedAudio.volumeFloor, let audio {
+            throw audio.invalid("volume_ceiling", "\(parsedAudio.volumeCeiling) is below volume_floor \(parsedAudio.volumeFloor)")
+        }
+        parsedAudio.volume = try audio?.int("volume", in: 0...100) ?? parsedAudio.volume
+        parsedAudio.captureVolume = try audio?.int("capture_volume", in: 0...100) ?? parsedAudio.captureVolume
         try audio?.finish()
 
         var parsedMedia = Media()
@@ -231,6 +342,26 @@ public struct Configuration: Sendable, Equatable {
             // At least 5 s: RTCP comes every 5 s or so (RFC 3550), and a held call lives on it.
             parsedMedia.livenessTimeoutSeconds = try section.int("liveness_timeout_seconds", in: 5...120)
                 ?? parsedMedia.livenessTimeoutSeconds
+            if var voice = try section.section("voice") {
+                parsedMedia.voice.gainControl = try voice.bool("agc") ?? true
+                parsedMedia.voice.noiseSuppression = try voice.bool("noise_suppression") ?? true
+                parsedMedia.voice.highPassFilter = try voice.bool("high_pass_filter") ?? true
+                try voice.finish()
+            }
+            try section.finish()
+        }
+
+        var parsedSIPTCP = SIPTCP()
+        if var section = try root.section("sip_tcp") {
+            // Within the 1,024 descriptors systemd gives the daemon (LimitNOFILE), with room
+            // for media, devices, the database and the control socket.
+            parsedSIPTCP.maxConnections = try section.int("max_connections", in: 1...512) ?? parsedSIPTCP.maxConnections
+            parsedSIPTCP.maxConnectionsPerAddress = try section.int("max_connections_per_address", in: 1...512)
+                ?? parsedSIPTCP.maxConnectionsPerAddress
+            parsedSIPTCP.idleTimeoutSeconds = try section.int("idle_timeout_seconds", in: 1...3600)
+                ?? parsedSIPTCP.idleTimeoutSeconds
+            parsedSIPTCP.headerTimeoutSeconds = try section.int("header_timeout_seconds", in: 1...60)
+                ?? parsedSIPTCP.headerTimeoutSeconds
             try section.finish()
         }
 
@@ -261,6 +392,15 @@ public struct Configuration: Sendable, Equatable {
             try section.finish()
         }
 
+        var lines: [String: Int] = [:]
+        lines["account.password_file"] = account.line(of: "password_file")
+        lines["ca_file"] = root.line(of: "ca_file")
+        lines["prompts"] = root.line(of: "prompts")
+        if let section = try root.section("provisioning") {
+            lines["provisioning.token_file"] = section.line(of: "token_file")
+            lines["provisioning.ca_file"] = section.line(of: "ca_file")
+        }
+
         var parsedScreen = Screen()
         if var section = try root.section("screen") {
             parsedScreen.device = try section.string("device") ?? parsedScreen.device
@@ -269,6 +409,7 @@ public struct Configuration: Sendable, Equatable {
             }
             parsedScreen.dimAfterSeconds = try section.int("dim_after_seconds", in: 0...86_400) ?? parsedScreen.dimAfterSeconds
             parsedScreen.font = try section.string("font") ?? parsedScreen.font
+            lines["screen.font"] = section.line(of: "font")
             try section.finish()
         }
 
@@ -292,23 +433,60 @@ public struct Configuration: Sendable, Equatable {
         configuration.provisioning = parsedProvisioning
         configuration.screen = parsedScreen
         configuration.media = parsedMedia
+        configuration.sipTCP = parsedSIPTCP
+        configuration.lines = lines
+        configuration.controlGroup = try root.string("control_group") ?? configuration.controlGroup
         try root.finish()
         return configuration
     }
 
-    /// Reads and parses a file; a missing or unreadable file is a `ConfigError` too.
+    /// Reads and parses a file; a missing or unreadable file, or one over
+    /// `maximumFileBytes`, is a `ConfigError` too (the size is checked before anything is read,
+    /// and the read itself stops at the limit, so a file growing meanwhile changes nothing).
     public static func load(path: String) throws(ConfigError) -> Configuration {
-        let text: String
-        do {
-            text = try String(contentsOfFile: path, encoding: .utf8)
-        } catch {
-            throw ConfigError(key: "", line: nil, message: "cannot read \(path): \(Self.reason(error))")
-        }
+        let text = try readBounded(path: path)
         do {
             return try parse(text)
         } catch {
             throw ConfigError(key: error.key, line: error.line, message: error.message + " (in \(path))")
         }
+    }
+
+    /// The file's text, at most `maximumFileBytes`; anything larger is refused unread.
+    static func readBounded(path: String) throws(ConfigError) -> String {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            throw ConfigError(key: "", line: nil, message: "cannot read \(path): \(String(cString: strerror(errno)))")
+        }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else {
+            throw ConfigError(key: "", line: nil, message: "cannot read \(path): \(String(cString: strerror(errno)))")
+        }
+        guard (st.st_mode & S_IFMT) == S_IFREG else {
+            throw ConfigError(key: "", line: nil, message: "\(path) is not a regular file")
+        }
+        let limit = maximumFileBytes
+        func tooLarge(_ size: Int) -> ConfigError {
+            ConfigError(key: "", line: nil, message: "\(path) is \(size) bytes; a configuration file may be at most \(limit) bytes (1 MiB), so it was not read")
+        }
+        if Int(st.st_size) > limit { throw tooLarge(Int(st.st_size)) }
+        var bytes = [UInt8](repeating: 0, count: limit + 1)
+        var count = 0
+        while count < bytes.count {
+            let n = bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress! + count, $0.count - count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw ConfigError(key: "", line: nil, message: "cannot read \(path): \(String(cString: strerror(errno)))")
+            }
+            if n == 0 { break }
+            count += n
+        }
+        if count > limit { throw tooLarge(count) }
+        guard let text = String(validating: bytes[0..<count], as: UTF8.self) else {
+            throw ConfigError(key: "", line: nil, message: "\(path) is not UTF-8 text")
+        }
+        return text
     }
 
     enum Language: String, CaseIterable { case nl }
@@ -323,14 +501,5 @@ public struct Configuration: Sendable, Equatable {
     private static func looksLikeSIPURI(_ text: String) -> Bool {
         let lower = text.lowercased()
         return (lower.hasPrefix("sip:") || lower.hasPrefix("sips:")) && text.count > 5 && !text.contains(" ")
-    }
-
-    private static func reason(_ error: any Error) -> String {
-        let nsError = error as NSError
-        if let underlying = nsError.userInfo[NSUnderlyingErrorKey] as? NSError,
-           underlying.domain == NSPOSIXErrorDomain, let code = POSIXErrorCode(rawValue: Int32(underlying.code)) {
-            return String(cString: strerror(code.rawValue))
-        }
-        return nsError.localizedDescription
     }
 }

@@ -28,6 +28,31 @@ struct bz_echo_canceller {
     webrtc::AudioFrame capture_frame;
 };
 
+// Gain control, noise suppression and the high-pass filter beside the echo canceller.
+// AGC is adaptive digital: the tablet's microphone has no analogue gain the library could
+// steer (kAdaptiveAnalog needs one), and kFixedDigital would lift a loud voice as much as a
+// soft one. Adaptive digital raises a soft voice from across the room towards the target
+// level and leaves a loud one alone, with the limiter against clipping.
+static int configure_voice(webrtc::AudioProcessing *apm, const bz_voice_options *options) {
+    int rc;
+    webrtc::GainControl *agc = apm->gain_control();
+    if (options->gain_control) {
+        if ((rc = agc->set_mode(webrtc::GainControl::kAdaptiveDigital)) != 0) return rc;
+        // -3 dBFS target (the library's default), up to 15 dB of compression gain, so speech
+        // at -40 dBFS comes out near -20 dBFS; the limiter keeps peaks below full scale.
+        if ((rc = agc->set_target_level_dbfs(3)) != 0) return rc;
+        if ((rc = agc->set_compression_gain_db(15)) != 0) return rc;
+        if ((rc = agc->enable_limiter(true)) != 0) return rc;
+    }
+    if ((rc = agc->Enable(options->gain_control != 0)) != 0) return rc;
+    if (options->noise_suppression) {
+        if ((rc = apm->noise_suppression()->set_level(webrtc::NoiseSuppression::kModerate)) != 0) return rc;
+    }
+    if ((rc = apm->noise_suppression()->Enable(options->noise_suppression != 0)) != 0) return rc;
+    if ((rc = apm->high_pass_filter()->Enable(options->high_pass_filter != 0)) != 0) return rc;
+    return webrtc::AudioProcessing::kNoError;
+}
+
 static void prepare(webrtc::AudioFrame &frame, int rate, int samples) {
     frame.sample_rate_hz_ = rate;
     frame.num_channels_ = 1;
@@ -36,6 +61,12 @@ static void prepare(webrtc::AudioFrame &frame, int rate, int samples) {
 
 extern "C" bz_echo_canceller *bz_echo_canceller_create(int sample_rate_hz, int suppression, int delay_agnostic,
                                                        int extended_filter) {
+    bz_voice_options options = {1, 0, 0, 0};
+    return bz_voice_processor_create(sample_rate_hz, suppression, delay_agnostic, extended_filter, &options);
+}
+
+extern "C" bz_echo_canceller *bz_voice_processor_create(int sample_rate_hz, int suppression, int delay_agnostic,
+                                                        int extended_filter, const bz_voice_options *options) {
     if (sample_rate_hz != 8000 && sample_rate_hz != 16000 && sample_rate_hz != 32000 && sample_rate_hz != 48000) {
         return nullptr;
     }
@@ -44,6 +75,11 @@ extern "C" bz_echo_canceller *bz_echo_canceller_create(int sample_rate_hz, int s
     // delay-agnostic mode was tuned with; `media-benchmark --room` measures what it buys.
     config.Set<webrtc::ExtendedFilter>(new webrtc::ExtendedFilter(extended_filter != 0));
     config.Set<webrtc::DelayAgnostic>(new webrtc::DelayAgnostic(delay_agnostic != 0));
+    // 0.3 turns the "experimental" AGC (AgcManagerDirect) on by default; it steers an analogue
+    // microphone gain through set_stream_analog_level, which the tablet does not have. Off, so
+    // gain control is the plain adaptive digital AGC below and nothing waits for an analogue
+    // level that never comes.
+    config.Set<webrtc::ExperimentalAgc>(new webrtc::ExperimentalAgc(false));
     webrtc::AudioProcessing *apm = webrtc::AudioProcessing::Create(config);
     if (apm == nullptr) return nullptr;
 
@@ -62,7 +98,8 @@ extern "C" bz_echo_canceller *bz_echo_canceller_create(int sample_rate_hz, int s
         apm->echo_cancellation()->set_suppression_level(level) != webrtc::AudioProcessing::kNoError ||
         apm->echo_cancellation()->enable_metrics(true) != webrtc::AudioProcessing::kNoError ||
         apm->echo_cancellation()->enable_delay_logging(true) != webrtc::AudioProcessing::kNoError ||
-        apm->echo_cancellation()->Enable(true) != webrtc::AudioProcessing::kNoError) {
+        apm->echo_cancellation()->Enable(options->echo_cancellation != 0) != webrtc::AudioProcessing::kNoError ||
+        configure_voice(apm, options) != webrtc::AudioProcessing::kNoError) {
         delete apm;
         return nullptr;
     }
@@ -100,7 +137,7 @@ extern "C" int bz_echo_canceller_capture(bz_echo_canceller *canceller, int16_t *
     webrtc::AudioFrame &frame = canceller->capture_frame;
     prepare(frame, canceller->sample_rate_hz, canceller->frame_samples);
     std::memcpy(frame.data_, samples, sizeof(int16_t) * static_cast<size_t>(canceller->frame_samples));
-    canceller->apm->set_stream_delay_ms(delay_ms);
+    if (canceller->apm->echo_cancellation()->is_enabled()) canceller->apm->set_stream_delay_ms(delay_ms);
     int result = canceller->apm->ProcessStream(&frame);
     if (result == webrtc::AudioProcessing::kNoError) {
         std::memcpy(samples, frame.data_, sizeof(int16_t) * static_cast<size_t>(canceller->frame_samples));

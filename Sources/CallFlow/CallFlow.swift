@@ -33,6 +33,9 @@ public struct CallFlow: Sendable {
         var postsTried: [String] = []
         /// A post sent 180/183: ringback is playing.
         var ringing = false
+        /// The press came without a network and its callback request went out then; giving up
+        /// later does not queue a second one.
+        var callbackQueued = false
     }
 
     private struct Incoming: Sendable {
@@ -106,6 +109,7 @@ public struct CallFlow: Sendable {
         case .timerFired(let timer): timerFired(timer)
         case .mediaFailed(let failure): mediaFailed(failure)
         case .connectionLost(let leg): connectionLost(leg)
+        case .callbackOutstanding(let outstanding): callbackOutstanding(outstanding)
         }
     }
 
@@ -325,6 +329,14 @@ public struct CallFlow: Sendable {
         return []
     }
 
+    /// The I/O layer's delivery of callback requests (`CallbackDelivery`) is the truth about
+    /// them, also across restarts; this keeps CallFlow's view the same, so that reaching the
+    /// centrale reports `centraleReached` exactly when something is outstanding.
+    private mutating func callbackOutstanding(_ outstanding: Bool) -> [CallFlowAction] {
+        callbackPending = outstanding
+        return []
+    }
+
     private mutating func network(up: Bool) -> [CallFlowAction] {
         let wasUp = networkUp
         networkUp = up
@@ -466,7 +478,14 @@ public struct CallFlow: Sendable {
             .scheduleTimer(.overallDeadline(record), after: configuration.overallDeadline),
             .scheduleTimer(.reassurance(record), after: configuration.reassuranceInterval),
         ]
-        let attempt = Attempt(record: record)
+        var attempt = Attempt(record: record)
+        if !networkUp && configuration.queueCallbackWhenUnreachable {
+            // Issue 16: offline, the centrale learns of the press as soon as any path exists
+            // (the outbox), while the tablet keeps trying to call until the deadline.
+            actions.append(.queueCallbackRequest(record, postsTried: [], reason: "pressed without network"))
+            callbackPending = true
+            attempt.callbackQueued = true
+        }
         if configuration.posts.isEmpty {
             // A configuration without posts is refused by the config loader; should one slip
             // through, the client still gets the unreachable path and a callback request.
@@ -567,6 +586,7 @@ public struct CallFlow: Sendable {
             .playPrompt(.connected),
             .setIndicator(.inCall),
         ]
+        if callbackPending { actions.append(.centraleReached(attempt.record)) }
         callbackPending = false
         state = .inCall(
             Call(record: attempt.record, leg: winner.id, peerName: winner.post.id, postsTried: attempt.postsTried)
@@ -601,8 +621,8 @@ public struct CallFlow: Sendable {
             .setIndicator(.unreachable),
             .callLog(.ended(attempt.record, outcome: .unreachable, postsTried: attempt.postsTried, reason: reason)),
         ]
-        if configuration.queueCallbackWhenUnreachable {
-            actions.append(.queueCallbackRequest(reason: reason))
+        if configuration.queueCallbackWhenUnreachable && !attempt.callbackQueued {
+            actions.append(.queueCallbackRequest(attempt.record, postsTried: attempt.postsTried, reason: reason))
             callbackPending = true
         }
         actions.append(.scheduleTimer(.screenTimeout(attempt.record), after: configuration.unreachableScreenDuration))
@@ -650,7 +670,8 @@ public struct CallFlow: Sendable {
                             reason: "connection lost: nothing received from the other side")),
         ]
         if case .outgoing = call.leg, configuration.queueCallbackWhenUnreachable {
-            actions.append(.queueCallbackRequest(reason: "connection lost during a call"))
+            actions.append(.queueCallbackRequest(call.record, postsTried: call.postsTried,
+                                                 reason: "connection lost during a call"))
             callbackPending = true
         }
         actions.append(.scheduleTimer(.screenTimeout(call.record), after: configuration.unreachableScreenDuration))
@@ -677,6 +698,13 @@ public struct CallFlow: Sendable {
         ]
         if let after = contact.autoAnswerAfter {
             actions.append(.scheduleTimer(.autoAnswer(leg), after: after))
+        }
+        if contact.isCentralePost && callbackPending {
+            // The centrale calls back: whether or not the client answers, the request has
+            // reached a person, who now knows the client wants them (after the call-log
+            // record exists, so that the record can point at the request).
+            actions.append(.centraleReached(record))
+            callbackPending = false
         }
         state = .incomingRinging(
             Incoming(record: record, leg: leg, caller: caller, contact: contact, autoAnswer: contact.autoAnswerAfter != nil)

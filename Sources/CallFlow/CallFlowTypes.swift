@@ -94,10 +94,13 @@ public struct KnownContact: Sendable, Equatable, Codable {
     public var name: String
     /// Arranged check-ins: answer by itself after this, with a spoken countdown. nil = never.
     public var autoAnswerAfter: Duration?
+    /// One of the centrale's own posts (calling back): its call clears callback requests.
+    public var isCentralePost: Bool
 
-    public init(name: String, autoAnswerAfter: Duration? = nil) {
+    public init(name: String, autoAnswerAfter: Duration? = nil, isCentralePost: Bool = false) {
         self.name = name
         self.autoAnswerAfter = autoAnswerAfter
+        self.isCentralePost = isCentralePost
     }
 }
 
@@ -139,6 +142,9 @@ public enum CallFlowEvent: Sendable, Equatable {
     /// configured liveness time: the post or contact is gone without a BYE (killed, power cut,
     /// a broken NAT, a lost BYE). Reported once per media session by the I/O layer.
     case connectionLost(CallLegID)
+    /// Whether callback requests are outstanding (not yet cleared), from the I/O layer's
+    /// `CallbackDelivery`, after a restart too.
+    case callbackOutstanding(Bool)
 }
 
 /// Why an incoming call is turned away; `sipStatusCode` is what the SIP layer answers.
@@ -173,8 +179,12 @@ public enum Prompt: Sendable, Equatable, Hashable, Codable {
     case autoAnswerIn(seconds: Int)
     /// "Het gesprek is beëindigd."
     case callEnded
-    /// "De beeldzorgcentrale is nu niet bereikbaar. We bellen u zo snel mogelijk terug."
+    /// "De beeldzorgcentrale is nu niet bereikbaar." (no promise: see the two below)
     case centraleUnreachable
+    /// "Ik blijf proberen de centrale te bereiken." (a callback request not yet acknowledged)
+    case callbackTrying
+    /// "De centrale weet dat u hebt gebeld. De centrale belt u terug." (acknowledged)
+    case callbackPromised
     /// "Er is geen internet. Ik blijf het proberen."
     case noNetwork
     /// "De knop blijft ingedrukt. Laat de knop los."
@@ -277,8 +287,12 @@ public enum CallFlowAction: Sendable, Equatable {
     case stopTone
     case setIndicator(Indicator)
     case callLog(CallLogEvent)
-    /// Hand a callback request to the store's outbox; it is delivered when possible.
-    case queueCallbackRequest(reason: String)
+    /// Store a callback request for this attempt (and its posts) and deliver it to the
+    /// centrale until acknowledged (`CallbackDelivery`); the organisation's server gets it too.
+    case queueCallbackRequest(CallRecordID, postsTried: [String], reason: String)
+    /// The centrale was reached (a post answered the client, or a post is calling the
+    /// tablet): pending callback requests are done; this record is the call that did it.
+    case centraleReached(CallRecordID)
     case scheduleTimer(CallFlowTimer, after: Duration)
     case cancelTimer(CallFlowTimer)
 }
@@ -303,6 +317,9 @@ public struct CallFlowStatus: Sendable, Equatable, Codable {
     public var peerName: String?
     public var legsInFlight: [CallLegID]
     public var callbackPending: Bool
+    /// What the client is told about callback requests (set by the I/O layer from
+    /// `CallbackDelivery`; CallFlow itself leaves it `.none`).
+    public var callback: CallbackPromise
     public var networkUp: Bool
     public var registered: Bool
     public var buttonStuck: Bool
@@ -312,6 +329,7 @@ public struct CallFlowStatus: Sendable, Equatable, Codable {
         peerName: String? = nil,
         legsInFlight: [CallLegID] = [],
         callbackPending: Bool = false,
+        callback: CallbackPromise = .none,
         networkUp: Bool = true,
         registered: Bool = false,
         buttonStuck: Bool = false
@@ -320,6 +338,7 @@ public struct CallFlowStatus: Sendable, Equatable, Codable {
         self.peerName = peerName
         self.legsInFlight = legsInFlight
         self.callbackPending = callbackPending
+        self.callback = callback
         self.networkUp = networkUp
         self.registered = registered
         self.buttonStuck = buttonStuck

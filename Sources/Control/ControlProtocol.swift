@@ -24,8 +24,12 @@ public struct ControlRequest: Codable, Sendable, Equatable {
         case press
         /// The demo centrale calls the tablet (only when the demo centrale runs).
         case demoCallIn = "demo-call-in"
-        /// Recent call-log records from the daemon's store.
+        /// Recent call-log records from the daemon's store (`limit`, `since`): personal data,
+        /// answered only to root, the daemon's own user and the technicians' group
+        /// (SO_PEERCRED / SO_PEERGROUPS), so `tech` needs no access to the 0700 state directory.
         case calls
+        /// The contact list from the daemon's store; personal data, as `calls`.
+        case contacts
         /// Technician device tests run by the daemon, which owns the devices (refused during
         /// a call): grab camera frames, record the microphone (`seconds`), play a prompt.
         case testCamera = "test-camera"
@@ -41,6 +45,9 @@ public struct ControlRequest: Codable, Sendable, Equatable {
         /// Exactly what is on the screen now, as a PNG (`ScreenshotResult`); the CLI writes
         /// the file, so the daemon never writes where a client names.
         case screenshot
+        /// The playback and capture levels (`level`, `captureLevel` set them, in percent,
+        /// held within the configured floor and ceiling); answers what the mixer reads.
+        case volume
     }
 
     public var v: Int
@@ -50,13 +57,21 @@ public struct ControlRequest: Codable, Sendable, Equatable {
     /// For `demo-call-in`: which caller (a SIP URI), so an unknown caller can be tried too.
     public var from: String?
     public var limit: Int?
+    /// For `calls`: only calls started at or after this.
+    public var since: Date?
     /// For `test-mic` and `test-camera`: how long to record or grab.
     public var seconds: Double?
     /// For `test-camera`: also return one frame (I420, base64) so the CLI can save it.
     public var includeFrame: Bool?
+    /// For `volume`: the playback and capture levels to set, percent.
+    public var level: Int?
+    public var captureLevel: Int?
 
     public init(cmd: Command, kind: String? = nil, from: String? = nil, limit: Int? = nil,
-                seconds: Double? = nil, includeFrame: Bool? = nil) {
+                seconds: Double? = nil, includeFrame: Bool? = nil, since: Date? = nil,
+                level: Int? = nil, captureLevel: Int? = nil) {
+        self.level = level
+        self.captureLevel = captureLevel
         self.v = ControlProtocol.version
         self.cmd = cmd
         self.kind = kind
@@ -64,6 +79,7 @@ public struct ControlRequest: Codable, Sendable, Equatable {
         self.limit = limit
         self.seconds = seconds
         self.includeFrame = includeFrame
+        self.since = since
     }
 }
 
@@ -71,6 +87,8 @@ public struct ControlError: Codable, Sendable, Equatable, Error {
     public enum Code: String, Codable, Sendable {
         case malformed, unsupportedVersion = "unsupported-version", unknownCommand = "unknown-command"
         case badArgument = "bad-argument", unavailable, tooLarge = "too-large", `internal`
+        /// The caller may use the socket but not this command (personal data, not a technician).
+        case forbidden
     }
 
     public var code: Code

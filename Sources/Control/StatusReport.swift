@@ -24,10 +24,17 @@ public struct StatusReport: Codable, Sendable, Equatable {
         public var phase: String
         public var peer: String?
         public var callbackPending: Bool
-        public init(phase: String, peer: String?, callbackPending: Bool) {
+        /// What the client is told about a callback request: "trying" (the centrale has not
+        /// acknowledged it yet), "promised" (it has); nil when there is none.
+        public var callback: String?
+        /// Since when: the oldest unacknowledged request, or the acknowledgement.
+        public var callbackSince: Date?
+        public init(phase: String, peer: String?, callbackPending: Bool, callback: String? = nil, callbackSince: Date? = nil) {
             self.phase = phase
             self.peer = peer
             self.callbackPending = callbackPending
+            self.callback = callback
+            self.callbackSince = callbackSince
         }
     }
 

@@ -51,7 +51,7 @@ public enum BeeldzorgDaemon {
         )
 
         let controller = CallController(
-            configuration: flowConfiguration(configuration),
+            configuration: flowConfiguration(configuration), callback: callbackSettings(configuration),
             signalling: signalling, feedback: feedback, callLog: callLog,
             notifier: notifier, logger: Logger(label: "beeldzorgd.call")
         )
@@ -85,13 +85,29 @@ public enum BeeldzorgDaemon {
         let sink = controller.sink
         // Bound before READY=1, so `systemctl start … && beeldzorgctl status` finds it. A
         // socket that cannot be bound costs the technician, never the client's button.
+        let volume = VolumeService(configuration: configuration.audio, store: store, logger: Logger(label: "beeldzorgd.volume"))
         var control: ControlServer?
         do {
+            let technicians = technicianGID(configuration.controlGroup)
+            let controlLogger = Logger(label: "beeldzorgd.control")
             control = try await ControlServer.bind(path: configuration.controlSocket, group: group,
-                                                   logger: Logger(label: "beeldzorgd.control")) { request, peer in
+                                                   technicianGroup: configuration.controlGroup,
+                                                   logger: controlLogger) { request, peer in
+                if request.cmd == .calls || request.cmd == .contacts {
+                    // Personal data: only for technicians, whatever the socket's mode says.
+                    guard let peer, peer.isTechnician(group: technicians) else {
+                        controlLogger.notice("personal data refused", metadata: ["cmd": "\(request.cmd.rawValue)", "peer": "\(peer?.description ?? "?")"])
+                        return .failure(ControlError(.forbidden, "\(request.cmd.rawValue) shows the client's personal data: only root and members of the \(configuration.controlGroup) group may see it"))
+                    }
+                    return Self.personalData(request, store: store)
+                }
                 if request.cmd == .screenshot {
                     // Not through the call loop: encoding the PNG takes a moment.
                     return display.screenshot(phase: await controller.status.phase.rawValue)
+                }
+                if request.cmd == .volume {
+                    // Not through the call loop: the daemon owns the level in every phase.
+                    return volume.control(request)
                 }
                 if request.cmd == .provisionStatus || request.cmd == .provisionSync {
                     // Not through the call loop: a sync may take the whole HTTP timeout.
@@ -110,7 +126,7 @@ public enum BeeldzorgDaemon {
             ])
         }
 
-        var services: [any Service] = [ControllerService(controller: controller), signalling, display]
+        var services: [any Service] = [volume, ControllerService(controller: controller), signalling, display]
         if let control { services.append(control) }
         if let provisioning { services.append(provisioning) }
         if let section = configuration.provisioning {
@@ -154,11 +170,29 @@ public enum BeeldzorgDaemon {
         logger.info("stopped")
     }
 
+    /// `calls` and `contacts` from the store the daemon owns (not through the call loop: a
+    /// read must not hold up the button).
+    static func personalData(_ request: ControlRequest, store: BeeldzorgStore) -> ControlResponse {
+        do {
+            switch request.cmd {
+            case .calls:
+                return try .success(store.recentCalls(limit: max(1, min(request.limit ?? 50, 500)), since: request.since))
+            case .contacts:
+                return try .success(store.contacts())
+            case .status, .press, .demoCallIn, .testCamera, .testMicrophone, .testSpeaker, .provisionStatus,
+                 .provisionSync, .testButton, .screenshot, .volume:
+                return .failure(ControlError(.internal, "\(request.cmd.rawValue) is not personal data"))
+            }
+        } catch {
+            return .failure(ControlError(.unavailable, "the store cannot be read: \(error)"))
+        }
+    }
+
     /// The tablet's RFC 5626 instance id: made once, kept in the store, the same across restarts.
     static func instanceID(_ store: BeeldzorgStore, logger: Logger) -> String {
         let key = "sip.instance-id"
         if let existing = try? store.setting(key), !existing.isEmpty { return existing }
-        let fresh = "urn:uuid:\(UUID().uuidString.lowercased())"
+        let fresh = "urn:uuid:\(RandomIdentifier.string())"
         do {
             try store.setSetting(key, to: fresh)
         } catch {
@@ -177,6 +211,17 @@ public enum BeeldzorgDaemon {
         } catch {
             logger.error("demo contact could not be added", metadata: ["error": "\(error)"])
         }
+    }
+
+    /// Where callback requests go (`centrale.callback_uri`, `callback_fallback_uri`) and when
+    /// one escalates (`callback_escalate_after_seconds`).
+    static func callbackSettings(_ configuration: Configuration) -> CallbackSettings {
+        let centrale = configuration.centrale
+        return CallbackSettings(
+            uri: centrale.callbackURI, fallbackURI: centrale.callbackFallbackURI,
+            clientAOR: "sip:\(configuration.account.user)@\(configuration.account.domain)",
+            delivery: CallbackDeliveryConfiguration(
+                escalateAfter: centrale.callbackFallbackURI == nil ? nil : .seconds(centrale.callbackEscalateSeconds)))
     }
 
     static func flowConfiguration(_ configuration: Configuration) -> CallFlowConfiguration {

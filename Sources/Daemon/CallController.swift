@@ -12,6 +12,8 @@ enum ControllerInput: Sendable {
     case button(ButtonEvent)
     case control(ControlRequest, ControlPeer?, @Sendable (ControlResponse) -> Void)
     case watchdogTick
+    /// Callback delivery: a MESSAGE's result, or one of its timers.
+    case callback(CallbackDeliveryEvent)
     /// The technician's button test (`test-button`) waited long enough.
     case buttonTestExpired(UInt64)
 }
@@ -38,6 +40,8 @@ protocol CallSignalling: Sendable {
     func registrationStatus() async -> [StatusReport.Registration]
     /// The demo centrale (only in demo mode) calls the tablet.
     func demoCallIn(from uri: String?) async throws
+    /// Sends a callback request as a SIP MESSAGE; the final status, or nil for no answer.
+    func sendCallbackMessage(to uri: String, contentType: String, body: [UInt8]) async -> Int?
 }
 
 /// Spoken prompts, tones and the status light: what the client hears and sees.
@@ -54,6 +58,10 @@ protocol ClientFeedback: Sendable {
 /// media, the store and the client's feedback.
 actor CallController {
     private var flow: CallFlow
+    /// Callback requests on their way to the centrale (the truth about them, across restarts).
+    private var delivery: CallbackDelivery
+    private let callbackSettings: CallbackSettings
+    private var callbackTimers: [CallbackDeliveryTimer: Task<Void, Never>] = [:]
     private let signalling: any CallSignalling
     private let feedback: any ClientFeedback
     private let callLog: CallLogWriter
@@ -69,9 +77,11 @@ actor CallController {
     private var buttonTest: (token: UInt64, started: ContinuousClock.Instant, reply: @Sendable (ControlResponse) -> Void)?
     private var buttonTests: UInt64 = 0
 
-    init(configuration: CallFlowConfiguration, signalling: any CallSignalling, feedback: any ClientFeedback,
-         callLog: CallLogWriter, notifier: SystemdNotifier, logger: Logger) {
+    init(configuration: CallFlowConfiguration, callback: CallbackSettings, signalling: any CallSignalling,
+         feedback: any ClientFeedback, callLog: CallLogWriter, notifier: SystemdNotifier, logger: Logger) {
         flow = CallFlow(configuration: configuration)
+        delivery = CallbackDelivery(configuration: callback.delivery)
+        callbackSettings = callback
         self.signalling = signalling
         self.feedback = feedback
         self.callLog = callLog
@@ -87,14 +97,35 @@ actor CallController {
         statusProvider = provider
     }
 
-    var status: CallFlowStatus { flow.status }
+    var status: CallFlowStatus { currentStatus }
+
+    /// CallFlow's status with what the client is told about callback requests.
+    private var currentStatus: CallFlowStatus {
+        var status = flow.status
+        status.callback = delivery.promise
+        status.callbackPending = status.callback != .none
+        return status
+    }
 
     /// The controller's loop. Returns when `finish()` is called.
     func run() async {
+        // Requests a restart or power cut interrupted: sent again, or still promised.
+        let outstanding = callLog.outstandingCallbacks()
+        if !outstanding.isEmpty {
+            logger.notice("callback requests restored", metadata: ["count": "\(outstanding.count)"])
+            await deliver(.restored(outstanding, now: WallTime(Date())))
+            await statusChanged()
+        }
+        if callbackSettings.uri == nil {
+            logger.warning("no centrale.callback_uri: callback requests are not sent to the centrale")
+        }
         for await item in inputs {
             switch item {
             case .flow(let event):
                 await handle(event)
+            case .callback(let event):
+                await deliver(event)
+                await statusChanged()
             case .button(let event):
                 if let test = buttonTest, event == .shortPress || event == .longPress {
                     buttonTest = nil
@@ -123,6 +154,8 @@ actor CallController {
         }
         for task in timers.values { task.cancel() }
         timers.removeAll()
+        for task in callbackTimers.values { task.cancel() }
+        callbackTimers.removeAll()
     }
 
     nonisolated func finish() { input.finish() }
@@ -169,7 +202,15 @@ actor CallController {
         for action in actions {
             await execute(action)
         }
-        let status = flow.status
+        if event == .registration(up: true) || event == .network(up: true) {
+            // Back on the network: waiting callback requests go now, not after their backoff.
+            await deliver(.networkReturned)
+        }
+        await statusChanged()
+    }
+
+    private func statusChanged() async {
+        let status = currentStatus
         if status.phase != lastPhase {
             logger.info("call state", metadata: ["phase": "\(status.phase.rawValue)", "peer": "\(status.peerName ?? "-")"])
             notifier.status(Self.describe(status))
@@ -206,8 +247,13 @@ actor CallController {
             await feedback.show(indicator)
         case .callLog(let entry):
             callLog.write(entry, at: Date())
-        case .queueCallbackRequest(let reason):
-            callLog.queueCallback(reason: reason, at: Date())
+        case .queueCallbackRequest(let record, let postsTried, let reason):
+            let now = Date()
+            if let request = callLog.queueCallback(record: record, postsTried: postsTried, reason: reason, at: now) {
+                await deliver(.requested(request, now: WallTime(now)))
+            }
+        case .centraleReached(let record):
+            await deliver(.centraleReached(now: WallTime(Date())), reachedBy: record)
         case .scheduleTimer(let timer, let delay):
             timers[timer]?.cancel()
             let sink = input
@@ -224,6 +270,78 @@ actor CallController {
         }
     }
 
+    // MARK: Callback delivery
+
+    /// Runs one event through `CallbackDelivery` and executes its actions. Results and timers
+    /// come back through the input stream, so they are handled one at a time like the rest.
+    private func deliver(_ event: CallbackDeliveryEvent, reachedBy record: CallRecordID? = nil) async {
+        let actions = delivery.handle(event)
+        for action in actions {
+            switch action {
+            case .send(let request, let attempt, let target):
+                guard let uri = callbackSettings.uri(for: target) else { continue }  // logged at start
+                let body = callbackSettings.body(request, attempt: attempt, target: target)
+                logger.info("callback request sent", metadata: [
+                    "request": "\(request.id)", "attempt": "\(attempt)", "target": "\(target.rawValue)"])
+                let signalling = signalling
+                let sink = input
+                Task {
+                    let status = await signalling.sendCallbackMessage(to: uri, contentType: CallbackSettings.contentType, body: body)
+                    sink.yield(.callback(.answered(id: request.id, attempt: attempt, status: status, now: WallTime(Date()))))
+                }
+            case .scheduleTimer(let timer, let delay):
+                callbackTimers[timer]?.cancel()
+                let sink = input
+                callbackTimers[timer] = Task {
+                    do {
+                        try await Task.sleep(for: delay)
+                    } catch {
+                        return
+                    }
+                    sink.yield(.callback(.timerFired(timer, now: WallTime(Date()))))
+                }
+            case .cancelTimer(let timer):
+                callbackTimers.removeValue(forKey: timer)?.cancel()
+            case .markAcknowledged(let id, _, let target):
+                callLog.callbackDelivery(action, clearedBy: nil)
+                logger.notice("callback request acknowledged by the centrale", metadata: ["request": "\(id)", "target": "\(target.rawValue)"])
+            case .markEscalated(let id, _):
+                callLog.callbackDelivery(action, clearedBy: nil)
+                logger.warning("callback request not acknowledged in time; escalated to the fallback",
+                               metadata: ["request": "\(id)"])
+            case .markCleared(let ids, _):
+                callLog.callbackDelivery(action, clearedBy: record)
+                logger.notice("callback requests cleared: the centrale was reached", metadata: ["count": "\(ids.count)"])
+            case .announce(let promise):
+                await announce(promise)
+            }
+        }
+        if case .answered(let id, let attempt, let status, _) = event, !(200..<300).contains(status ?? 0) {
+            logger.info("callback request not acknowledged", metadata: [
+                "request": "\(id)", "attempt": "\(attempt)", "status": "\(status.map(String.init) ?? "no answer")"])
+        }
+    }
+
+    /// What the client hears when the callback promise changes: that the tablet keeps trying,
+    /// and only once the centrale acknowledged it, that the centrale calls back. Spoken only
+    /// while the tablet is at rest (never into a call or over ringing); the screen shows it
+    /// always.
+    private func announce(_ promise: CallbackPromise) async {
+        _ = flow.handle(.callbackOutstanding(promise != .none))
+        let prompt: Prompt? = switch promise {
+        case .none: nil
+        case .trying: .callbackTrying
+        case .promised: .callbackPromised
+        }
+        guard let prompt else { return }
+        switch flow.status.phase {
+        case .idle, .fault, .unreachable, .connectionLost, .ending:
+            await feedback.play(prompt)
+        case .callingCentrale, .ringingOut, .incomingRinging, .inCall:
+            break
+        }
+    }
+
     // MARK: Control requests
 
     private func control(_ request: ControlRequest, peer: ControlPeer?) async -> ControlResponse {
@@ -231,7 +349,7 @@ actor CallController {
             switch request.cmd {
             case .status:
                 guard let statusProvider else { return .failure(ControlError(.unavailable, "starting up")) }
-                return try .success(await statusProvider(flow.status))
+                return try .success(await statusProvider(currentStatus))
             case .press:
                 let event: CallFlowEvent
                 switch request.kind ?? "short" {
@@ -241,13 +359,14 @@ actor CallController {
                 }
                 logger.notice("button pressed over the control socket", metadata: ["kind": "\(request.kind ?? "short")", "peer": "\(peer?.description ?? "?")"])
                 await handle(event)
-                return try .success(Self.callSummary(flow.status))
+                return try .success(Self.callSummary(currentStatus))
             case .demoCallIn:
                 logger.notice("demo call-in requested", metadata: ["peer": "\(peer?.description ?? "?")"])
                 try await signalling.demoCallIn(from: request.from)
-                return try .success(Self.callSummary(flow.status))
-            case .calls:
-                return try .success(callLog.recentCalls(limit: request.limit ?? 20))
+                return try .success(Self.callSummary(currentStatus))
+            case .calls, .contacts:
+                // Answered by BeeldzorgDaemon's control handler, which checks the peer first.
+                return .failure(ControlError(.internal, "\(request.cmd.rawValue) is not handled by the call loop"))
             case .testButton:
                 // Answered by the loop itself (startButtonTest): it waits for a press.
                 return .failure(ControlError(.internal, "test-button is handled by the controller loop"))
@@ -255,6 +374,9 @@ actor CallController {
                 // Answered by ScreenService before this loop: encoding a PNG must not hold up
                 // the button.
                 return .failure(ControlError(.internal, "screenshot is not handled by the call loop"))
+            case .volume:
+                // Answered by VolumeService before this loop (BeeldzorgDaemon's control handler).
+                return .failure(ControlError(.internal, "volume is not handled by the call loop"))
             case .provisionStatus, .provisionSync:
                 // Answered by ProvisioningService before this loop (BeeldzorgDaemon's control
                 // handler): a sync must not hold up the button.
@@ -273,13 +395,28 @@ actor CallController {
     }
 
     static func callSummary(_ status: CallFlowStatus) -> StatusReport.Call {
-        StatusReport.Call(phase: status.phase.rawValue, peer: status.peerName, callbackPending: status.callbackPending)
+        var call = StatusReport.Call(phase: status.phase.rawValue, peer: status.peerName, callbackPending: status.callbackPending)
+        switch status.callback {
+        case .none:
+            break
+        case .trying(let since):
+            call.callback = "trying"
+            call.callbackSince = since.date
+        case .promised(let since):
+            call.callback = "promised"
+            call.callbackSince = since.date
+        }
+        return call
     }
 
     /// For systemd's STATUS= (readable by every local user): no names, no addresses.
     static func describe(_ status: CallFlowStatus) -> String {
         var text = status.phase.rawValue
-        if status.callbackPending { text += ", callback request queued" }
+        switch status.callback {
+        case .none: break
+        case .trying: text += ", callback request not yet acknowledged"
+        case .promised: text += ", callback promised"
+        }
         if !status.networkUp { text += ", no network" }
         return text
     }

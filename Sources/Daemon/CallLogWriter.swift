@@ -13,6 +13,8 @@ final class CallLogWriter: Sendable {
     private let logger: Logger
     /// CallFlow's per-process record counter → the record's durable, uploadable id.
     private let ids = Mutex<[CallRecordID: String]>([:])
+    /// The record ended last, so the callback request that follows its end can refer to it.
+    private let lastEnded = Mutex<(record: CallRecordID, id: String)?>(nil)
     /// Called after a record was queued for upload (a call ended, a callback request).
     private let queuedHook = Mutex<(@Sendable () -> Void)?>(nil)
     /// Writes the open records' heartbeat (`lastAliveAt`) while any is open; nil otherwise.
@@ -40,7 +42,7 @@ final class CallLogWriter: Sendable {
         do {
             switch event {
             case .started(let record, let direction, let peer):
-                let id = UUID().uuidString.lowercased()
+                let id = RandomIdentifier.string()
                 ids.withLock { $0[record] = id }
                 let name = direction == .outgoing ? "centrale" : (try? store.contact(forURI: peer))?.displayName
                 try store.recordCallStarted(id: id, direction: Self.direction(direction), peerURI: peer, peerName: name, at: now)
@@ -50,6 +52,8 @@ final class CallLogWriter: Sendable {
                 try store.recordAnswered(id: id, at: now)
             case .ended(let record, let outcome, let postsTried, let reason):
                 guard let id = ids.withLock({ $0.removeValue(forKey: record) }) else { return }
+                // A callback request for this attempt follows in the same batch of actions.
+                lastEnded.withLock { $0 = (record, id) }
                 try store.recordEnded(id: id, outcome: Self.outcome(outcome), postsTried: postsTried, failureReason: reason, at: now)
                 queuedForUpload()
             }
@@ -87,12 +91,55 @@ final class CallLogWriter: Sendable {
         }
     }
 
-    func queueCallback(reason: String, at now: Date) {
+    /// Stores a callback request for `record` (durably, before the client is told anything
+    /// about it) and queues it for the organisation's server; returns what its MESSAGE to the
+    /// centrale carries, or nil when the store failed (logged).
+    func queueCallback(record: CallRecordID, postsTried: [String], reason: String, at now: Date) -> CallbackRequestInfo? {
+        let callID = ids.withLock { $0[record] } ?? lastEnded.withLock { $0?.record == record ? $0?.id : nil }
+        let pressedAt = callID.flatMap { try? store.callStartedAt(id: $0) } ?? now
         do {
-            try store.enqueueCallbackRequest(reason: reason, callID: nil, at: now)
+            let request = try store.enqueueCallbackRequest(reason: reason, callID: callID, pressedAt: pressedAt,
+                                                           postsTried: postsTried, at: now)
             queuedForUpload()
+            return CallbackRequestInfo(id: request.id, pressedAt: WallTime(pressedAt), createdAt: WallTime(now),
+                                       postsTried: postsTried, reason: reason)
         } catch {
             logger.error("callback request could not be queued", metadata: ["error": "\(error)"])
+            return nil
+        }
+    }
+
+    /// Callback requests not yet cleared, for `CallbackDelivery` after a start.
+    func outstandingCallbacks() -> [CallbackRequestInfo] {
+        do {
+            return try store.outstandingCallbackRequests().map { record in
+                CallbackRequestInfo(id: record.id, pressedAt: WallTime(record.pressedAt), createdAt: WallTime(record.createdAt),
+                                    postsTried: record.postsTried, reason: record.reason,
+                                    escalated: record.escalatedAt != nil, acknowledgedAt: record.acknowledgedAt.map(WallTime.init))
+            }
+        } catch {
+            logger.error("callback requests could not be read", metadata: ["error": "\(error)"])
+            return []
+        }
+    }
+
+    /// Persists what `CallbackDelivery` decided; a store that fails is logged (the request
+    /// is then delivered again after a restart, and the centrale deduplicates by its id).
+    func callbackDelivery(_ action: CallbackDeliveryAction, clearedBy record: CallRecordID?) {
+        do {
+            switch action {
+            case .markAcknowledged(let id, let at, let target):
+                try store.markCallbackAcknowledged(id: id, at: at.date, by: target.rawValue)
+            case .markEscalated(let id, let at):
+                try store.markCallbackEscalated(id: id, at: at.date)
+            case .markCleared(let requestIDs, let at):
+                let callID = record.flatMap { record in ids.withLock { $0[record] } }
+                try store.markCallbacksCleared(ids: requestIDs, at: at.date, callID: callID)
+            case .send, .scheduleTimer, .cancelTimer, .announce:
+                break
+            }
+        } catch {
+            logger.error("callback request state not stored", metadata: ["error": "\(error)"])
         }
     }
 
@@ -148,4 +195,9 @@ final class CallLogWriter: Sendable {
         case .connectionLost: .connectionLost
         }
     }
+}
+
+extension WallTime {
+    init(_ date: Date) { self.init(secondsSince1970: date.timeIntervalSince1970) }
+    var date: Date { Date(timeIntervalSince1970: secondsSince1970) }
 }

@@ -10,6 +10,7 @@ final class ConsoleScreen: Sendable {
     private let enabled: Bool
     private let display: ScreenService?
     private let lastPhase = Mutex<CallFlowStatus.Phase?>(nil)
+    private let lastCallback = Mutex<CallbackPromise>(.none)
 
     init(enabled: Bool, display: ScreenService? = nil) {
         self.enabled = enabled
@@ -23,8 +24,21 @@ final class ConsoleScreen: Sendable {
             defer { last = status.phase }
             return last != status.phase
         }
-        guard changed else { return }
-        emit("\(Self.clock())  [\(Self.headline(status))]")
+        if changed { emit("\(Self.clock())  [\(Self.headline(status))]") }
+        let callbackChanged = lastCallback.withLock { last in
+            defer { last = status.callback }
+            return last != status.callback
+        }
+        if callbackChanged { emit("\(Self.clock())    terugbelverzoek: \(Self.callbackLine(status.callback))") }
+    }
+
+    static func callbackLine(_ promise: CallbackPromise) -> String {
+        switch promise {
+        case .none: "afgehandeld"
+        case .trying: "nog niet bevestigd door de centrale — de tablet blijft het proberen"
+        case .promised(let since):
+            "bevestigd door de centrale om \(Date(timeIntervalSince1970: since.secondsSince1970).formatted(.dateTime.hour(.twoDigits(amPM: .omitted)).minute(.twoDigits).locale(Locale(identifier: "nl_NL"))))"
+        }
     }
 
     /// A prompt is about to be spoken (the screen shows the auto-answer countdown from it).
@@ -56,8 +70,10 @@ final class ConsoleScreen: Sendable {
         case .incomingRinging: return "\(status.peerName ?? "iemand") belt — druk op de knop om op te nemen"
         case .inCall: return "in gesprek\(peer.isEmpty ? "" : " met\(peer)")"
         case .ending: return "gesprek beëindigd"
-        case .unreachable: return "centrale niet bereikbaar — terugbelverzoek verstuurd"
+        case .unreachable: return "centrale niet bereikbaar"
         case .connectionLost: return "verbinding verbroken — gesprek gestopt"
+        case .fault where !status.buttonStuck && !status.networkUp:
+            return "geen internet — ik blijf het proberen; de knop belt nog steeds de centrale"
         case .fault: return "storing — de knop belt nog steeds de centrale"
         }
     }

@@ -14,7 +14,23 @@ public struct ControlPeer: Sendable, CustomStringConvertible {
     public var pid: Int32
     public var uid: UInt32
     public var gid: UInt32
+    /// The peer's supplementary groups when it connected (SO_PEERGROUPS); empty when unknown.
+    public var groups: [UInt32] = []
     public var description: String { "pid=\(pid) uid=\(uid)" }
+
+    /// Root, the daemon's own user, or a member of the technicians' group (primary or
+    /// supplementary, as the kernel recorded them at connect): who may read personal data.
+    public func isTechnician(group: UInt32?) -> Bool {
+        if uid == 0 || uid == geteuid() { return true }
+        guard let group, group != 0 else { return false }
+        return gid == group || groups.contains(group)
+    }
+}
+
+/// The technicians' group's gid: `control_group` as a number, or looked up by name.
+public func technicianGID(_ group: String) -> UInt32? {
+    if let number = UInt32(group) { return number }
+    return getgrnam(group).map { $0.pointee.gr_gid }
 }
 
 /// The daemon's end of the control socket (`/run/beeldzorg/control.sock`, mode 0660, group
@@ -76,8 +92,8 @@ public final class ControlServer: Service, Sendable {
     /// 0660 and the technicians' group, so only root, the daemon and technicians can talk to it.
     private static func restrictSocketFile(_ path: String, group technicianGroup: String, logger: Logger) {
         chmod(path, 0o660)
-        if let entry = getgrnam(technicianGroup) {
-            if chown(path, getuid(), entry.pointee.gr_gid) != 0 {
+        if let gid = technicianGID(technicianGroup) {
+            if chown(path, getuid(), gid) != 0 {
                 logger.warning("cannot give the control socket to its group", metadata: ["group": "\(technicianGroup)", "error": "\(String(cString: strerror(errno)))"])
             }
         }
@@ -129,7 +145,14 @@ public final class ControlServer: Service, Sendable {
         let credentials: (Int32, UInt32, UInt32)? = try? await provider.unsafeGetSocketOption(
             level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(SO_PEERCRED)
         ).get()
-        return credentials.map { ControlPeer(pid: $0.0, uid: $0.1, gid: $0.2) }
+        guard var peer = credentials.map({ ControlPeer(pid: $0.0, uid: $0.1, gid: $0.2) }) else { return nil }
+        // Up to 64 groups; more is ERANGE and leaves `groups` empty (the primary gid still counts).
+        // Unused slots stay 0, which `isTechnician` never takes for the technicians' group.
+        let groups: InlineArray<64, UInt32>? = try? await provider.unsafeGetSocketOption(
+            level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(59 /* SO_PEERGROUPS */)
+        ).get()
+        if let groups { peer.groups = (0..<64).map { groups[$0] }.filter { $0 != 0 } }
+        return peer
     }
 }
 

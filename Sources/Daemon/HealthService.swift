@@ -146,7 +146,7 @@ final class HealthService: Service, Sendable {
         let space = Self.space(of: storePath)
         let outbox = (try? store.outboxItems()) ?? []
         return HealthDocument(
-            reportID: UUID().uuidString.lowercased(),
+            reportID: RandomIdentifier.string(),
             generatedAt: generatedAt,
             reason: reason.rawValue,
             instanceID: instanceID,

@@ -15,6 +15,8 @@ enum PromptTexts {
         case .noNetwork: PromptCatalog.Key.noNetwork
         case .buttonStuck: PromptCatalog.Key.buttonStuck
         case .connectionLost: PromptCatalog.Key.connectionLost
+        case .callbackTrying: PromptCatalog.Key.callbackTrying
+        case .callbackPromised: PromptCatalog.Key.callbackPromised
         }
     }
 
@@ -23,7 +25,7 @@ enum PromptTexts {
         case .incomingCall(let name): ["naam": name]
         case .autoAnswerIn(let seconds): ["seconden": "\(seconds)"]
         case .callingCentrale, .stillTrying, .connected, .callEnded, .centraleUnreachable, .noNetwork, .buttonStuck,
-             .connectionLost: [:]
+             .connectionLost, .callbackTrying, .callbackPromised: [:]
         }
     }
 }

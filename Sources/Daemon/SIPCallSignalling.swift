@@ -92,16 +92,18 @@ final class SIPCallSignalling: CallSignalling, Service, Sendable {
             logger.notice("demo centrale listening", metadata: ["posts": "\(configuration.centrale.posts.map(\.uri))"])
         }
         let account = configuration.account
-        let userAgent = UserAgent(
-            configuration: UserAgentConfiguration(
-                localHost: account.listenHost, localPort: account.listenPort, user: account.user,
-                displayName: account.displayName, srtpRequired: configuration.srtp == .required,
-                transport: userAgentTransport(configuration.transport),
-                tls: tlsTrust(configuration), registration: registration(configuration, instanceID: instanceID, logger: logger),
-                domain: account.domain
-            ),
-            group: group, logger: logger
+        var agentConfiguration = UserAgentConfiguration(
+            localHost: account.listenHost, localPort: account.listenPort, user: account.user,
+            displayName: account.displayName, srtpRequired: configuration.srtp == .required,
+            transport: userAgentTransport(configuration.transport),
+            tls: tlsTrust(configuration), registration: registration(configuration, instanceID: instanceID, logger: logger),
+            domain: account.domain
         )
+        let tcp = configuration.sipTCP
+        agentConfiguration.streamServerLimits = StreamServerLimits(
+            maxConnections: tcp.maxConnections, maxConnectionsPerSource: tcp.maxConnectionsPerAddress,
+            idleTimeout: .seconds(Int64(tcp.idleTimeoutSeconds)), headerTimeout: .seconds(Int64(tcp.headerTimeoutSeconds)))
+        let userAgent = UserAgent(configuration: agentConfiguration, group: group, logger: logger)
         let port = try await userAgent.start()
         if !userAgent.verifiesCallers {
             logger.warning("no edge proxy: callers are not verified (anyone can claim a contact's address); contacts ring, auto-answer is off")
@@ -151,7 +153,15 @@ final class SIPCallSignalling: CallSignalling, Service, Sendable {
         }
         return RegistrationConfiguration(
             domain: configuration.account.domain, authUser: configuration.account.user, passwordFile: passwordFile,
-            instanceID: instanceID, edgeProxies: proxies)
+            instanceID: instanceID, edgeProxies: proxies, addressCacheFile: addressCacheFile(configuration))
+    }
+
+    /// The last good addresses of DNS-named edge proxies, beside the database (the state
+    /// directory, `/var/lib/beeldzorg`), so a boot without DNS can still try them.
+    static func addressCacheFile(_ configuration: Configuration) -> String {
+        let database = configuration.databasePath
+        let directory = database.contains("/") ? String(database[..<database.lastIndex(of: "/")!]) : "."
+        return (directory.isEmpty ? "" : directory) + "/edge-proxy-addresses"
     }
 
     /// `sips:edge1.example:5061;lr` → `edge1.example:5061`.
@@ -201,22 +211,36 @@ final class SIPCallSignalling: CallSignalling, Service, Sendable {
 
     /// Registration per edge proxy → CallFlow's `registration(up:)`: up while any proxy holds a
     /// binding, down when none does.
+    ///
+    /// The network (CallFlow's `network(up:)`, "no internet" on the screen) counts as down when
+    /// no proxy holds a binding and every one failed for a path reason (DNS, no answer, no
+    /// connection), not for a refusal (wrong password, a 4xx): those say the path works.
     private func watchRegistration() async {
         var registered: [String: Bool] = [:]
+        var pathDown: [String: Bool] = [:]
         var lastReported: Bool?
+        var lastNetwork = true
         for await event in userAgent.registrationEvents {
             switch event {
             case .registered(let proxy, let expires):
                 registered[proxy] = true
+                pathDown[proxy] = false
                 logger.info("registered", metadata: ["proxy": "\(proxy)", "expires": "\(expires)"])
             case .failed(let proxy, let reason):
                 registered[proxy] = false
+                pathDown[proxy] = RegistrationEvent.isPathProblem(reason)
                 logger.warning("registration failed", metadata: ["proxy": "\(proxy)", "reason": "\(reason)"])
             }
             let up = registered.values.contains(true)
             if up != lastReported {
                 lastReported = up
                 report(.registration(up: up))
+            }
+            let network = up || pathDown.count < configuration.edgeProxies.count || pathDown.values.contains(false)
+            if network != lastNetwork {
+                lastNetwork = network
+                logger.notice(network ? "network path to the edge proxies is back" : "no network path to the edge proxies")
+                report(.network(up: network))
             }
         }
     }
@@ -461,7 +485,7 @@ final class SIPCallSignalling: CallSignalling, Service, Sendable {
         }
         guard let caller = SIPAddressKey.normalise(uri) else { return nil }
         if configuration.centrale.posts.contains(where: { SIPAddressKey.normalise($0.uri) == caller }) {
-            return KnownContact(name: "Beeldzorgcentrale")
+            return KnownContact(name: "Beeldzorgcentrale", isCentralePost: true)
         }
         return nil
     }
@@ -503,6 +527,15 @@ final class SIPCallSignalling: CallSignalling, Service, Sendable {
     }
 
     // MARK: CallSignalling: CallFlow's actions
+
+    /// A callback request's MESSAGE: the way an INVITE goes (the edge proxies' flows), From
+    /// the tablet's address of record. Nothing answering within this long is a failed attempt
+    /// (retried after a backoff); an edge proxy answers at once, a dead centrale with 408.
+    static let callbackMessageTimeout: Duration = .seconds(8)
+
+    func sendCallbackMessage(to uri: String, contentType: String, body: [UInt8]) async -> Int? {
+        await userAgent.sendMessage(to: uri, contentType: contentType, body: body, timeout: Self.callbackMessageTimeout)
+    }
 
     /// Where media sockets bind: `listen_host` itself, the wildcard included (any interface).
     /// The SDP c= address is the user agent's `mediaAddress`: `listen_host` when explicit,
@@ -661,8 +694,13 @@ final class SIPCallSignalling: CallSignalling, Service, Sendable {
             sendKey: audio.sendKey?.bytes, receiveKey: audio.receiveKey?.bytes,
             videoSendKey: video?.sendKey?.bytes, videoReceiveKey: video?.receiveKey?.bytes,
             allowPlainRTP: configuration.srtp == .off, rtcpMux: audio.rtcpMux,
-            cameraFormat: devices.cameraFormat, echoCancellation: configuration.audio.echoCancellation,
-            livenessTimeout: .seconds(configuration.media.livenessTimeoutSeconds)
+            cameraFormat: devices.cameraFormat,
+            livenessTimeout: .seconds(configuration.media.livenessTimeoutSeconds),
+            voiceProcessing: VoiceProcessing(
+                echoCancellation: configuration.audio.echoCancellation,
+                gainControl: configuration.media.voice.gainControl,
+                noiseSuppression: configuration.media.voice.noiseSuppression,
+                highPassFilter: configuration.media.voice.highPassFilter)
         )
     }
 

@@ -32,7 +32,16 @@ final class ScreenService: Service, Sendable {
     }
 
     static func make(configuration: Configuration, store: BeeldzorgStore, logger: Logger) -> ScreenService {
-        let settings = configuration.screen
+        let photos = URL(fileURLWithPath: configuration.databasePath).deletingLastPathComponent().appendingPathComponent("photos")
+        return make(settings: configuration.screen, promptsDirectory: configuration.promptsDirectory,
+                    language: configuration.language, logger: logger,
+                    photo: { name in Self.photo(of: name, store: store, directory: photos.path, logger: logger) })
+    }
+
+    /// The screen from its own settings alone: also for `NeedsServiceMode`, which may have no
+    /// usable configuration (and no store) at all.
+    static func make(settings: Configuration.Screen, promptsDirectory: String, language: String, logger: Logger,
+                     photo: @escaping @Sendable (String) -> ScreenImage? = { _ in nil }) -> ScreenService {
         guard settings.device != "none" else {
             return ScreenService(live: nil, draws: false, fault: nil, logger: logger)
         }
@@ -40,7 +49,7 @@ final class ScreenService: Service, Sendable {
         let texts: ScreenTexts
         do {
             font = try FontRenderer(path: settings.font)
-            texts = try ScreenTexts(promptsDirectory: configuration.promptsDirectory, language: configuration.language)
+            texts = try ScreenTexts(promptsDirectory: promptsDirectory, language: language)
         } catch {
             logger.error("screen unusable: nothing will be shown", metadata: ["error": "\(error)"])
             return ScreenService(live: nil, draws: false, fault: "screen: \(error)", logger: logger)
@@ -65,11 +74,10 @@ final class ScreenService: Service, Sendable {
                 }
             }
         }
-        let photos = URL(fileURLWithPath: configuration.databasePath).deletingLastPathComponent().appendingPathComponent("photos")
         let live = LiveScreen(
             output: output, renderer: ScreenRenderer(font: font), texts: texts,
             dimAfter: settings.dimAfterSeconds > 0 ? .seconds(settings.dimAfterSeconds) : nil,
-            photo: { name in Self.photo(of: name, store: store, directory: photos.path, logger: logger) },
+            photo: photo,
             onError: { error in logger.error("display failed", metadata: ["error": "\(error)"]) }
         )
         return ScreenService(live: live, draws: draws, fault: fault, logger: logger)
@@ -105,6 +113,11 @@ final class ScreenService: Service, Sendable {
 
     func show(status: CallFlowStatus) {
         live?.show(status: status)
+    }
+
+    /// The daemon cannot start: the screen says so from now on.
+    func showNeedsService() {
+        live?.showNeedsService()
     }
 
     func heard(_ prompt: Prompt) {

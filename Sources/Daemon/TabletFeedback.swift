@@ -38,6 +38,20 @@ final class TabletFeedback: ClientFeedback {
             logger.error("prompt texts unusable; the tablet will not speak", metadata: ["error": "\(error)"])
             prompts = nil
         }
+        // Every fixed prompt into memory now, off the start path: later, out of descriptors,
+        // they still play (issue 15, 3). Sentences with a name are rendered when needed and,
+        // if that cannot be done then, the client reads the screen instead.
+        if let prompts {
+            Task.detached { [logger] in
+                do {
+                    try prompts.warmUp()
+                    logger.debug("prompts in memory", metadata: ["count": "\(prompts.fixedPromptsInMemory)"])
+                } catch {
+                    logger.error("some prompts could not be loaded; they are rendered when needed",
+                                 metadata: ["loaded": "\(prompts.fixedPromptsInMemory)", "error": "\(error)"])
+                }
+            }
+        }
     }
 
     /// A sentence for the technician when something here is broken.
@@ -70,7 +84,10 @@ final class TabletFeedback: ClientFeedback {
                     if case .success(true) = result { self?.resumeTone() }
                 }
             } catch {
-                logger.error("prompt audio unavailable", metadata: ["prompt": "\(key)", "error": "\(error)"])
+                // Nothing to play (espeak-ng could not run: no descriptor, no process): the
+                // sentence is on the screen already, and the call flow goes on.
+                logger.error("prompt audio unavailable; shown on the screen only",
+                             metadata: ["prompt": "\(key)", "error": "\(error)"])
             }
         }
     }

@@ -65,7 +65,8 @@ enum TechnicianCommands {
         case .testSpeaker:
             await feedback.play(Prompt.connected)
             return try .success(SpeakerResult(device: source("speaker") ?? "?", prompt: PromptCatalog.Key.connected))
-        case .status, .press, .demoCallIn, .calls, .testButton, .provisionStatus, .provisionSync, .screenshot:
+        case .status, .press, .demoCallIn, .calls, .contacts, .testButton, .provisionStatus, .provisionSync, .screenshot,
+             .volume:
             preconditionFailure("TechnicianCommands.run called for \(request.cmd)")
         }
     }

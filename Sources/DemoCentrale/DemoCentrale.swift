@@ -101,6 +101,12 @@ public actor DemoCentrale {
                     localHost: host, localPort: fixedPorts?[index] ?? 0, user: "post\(index)", displayName: "Post \(index)"),
                 group: group, logger: postLogger)
             ports.append(try await agent.start())
+            // The centrale's callback service too: a callback request's MESSAGE to a post's
+            // address is acknowledged (200), so the demo shows the promise becoming true.
+            await agent.setMessageHandler { [postLogger] request in
+                postLogger.notice("demo centrale: callback request acknowledged", metadata: ["bytes": "\(request.body.count)"])
+                return 200
+            }
             posts[index] = agent
             tasks.append(Task { [events = agent.events] in
                 for await event in events { await self.handle(event, post: index, agent: agent, behaviour: behaviour) }

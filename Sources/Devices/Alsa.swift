@@ -274,3 +274,200 @@ private final class AlsaPCM: @unchecked Sendable {
         state.handle = nil
     }
 }
+
+// MARK: The mixer (simple mixer API, snd_mixer_selem_*)
+
+/// Playback and capture levels in percent of each element's range, as amixer shows them
+/// (linear in the element's raw range); nil where no element is managed or found. Read from
+/// a mixer, an element whose switch is off (muted) reads 0: that is what the client hears.
+public struct MixerLevels: Sendable, Equatable, Codable {
+    public var playback: Int?
+    public var capture: Int?
+    public init(playback: Int? = nil, capture: Int? = nil) {
+        self.playback = playback
+        self.capture = capture
+    }
+}
+
+/// Something that holds the tablet's playback and capture levels (the ALSA mixer, or a
+/// stand-in in tests).
+public protocol VolumeMixer: Sendable {
+    /// The levels now, read from the mixer.
+    func levels() throws(DeviceError) -> MixerLevels
+    /// Sets the given levels (nil leaves one alone) and turns the element's switch on where
+    /// it has one, so nothing is left muted.
+    func apply(_ levels: MixerLevels) throws(DeviceError)
+}
+
+/// The ALSA simple mixer: one element for the speaker (`playbackElement`, e.g. "Master") and
+/// one for the microphone (`captureElement`, e.g. "Capture") on the control device `device`
+/// ("default", "hw:0", "pulse"). The mixer is opened for each call and closed again: levels
+/// change rarely, and a card that went away and came back is simply found again.
+public final class AlsaMixer: VolumeMixer {
+    public let device: String
+    public let playbackElement: String?
+    public let captureElement: String?
+    /// Optional private ALSA configuration in which `device` is looked up (as for PCMs).
+    public let configurationText: String?
+    private let logger: Logger
+
+    public init(device: String, playbackElement: String?, captureElement: String?, configurationText: String? = nil,
+                logger: Logger = Logger(label: "beeldzorg.devices.alsa.mixer")) {
+        self.device = device
+        self.playbackElement = playbackElement
+        self.captureElement = captureElement
+        self.configurationText = configurationText
+        self.logger = logger
+    }
+
+    private var name: String { "ALSA mixer \(device)" }
+
+    private func failure(_ call: String, _ err: Int32) -> DeviceError {
+        let message = "\(call): \(String(cString: snd_strerror(err)))"
+        // Debug only: the daemon retries every 10 s and logs a failure once, when it changes.
+        logger.debug("\(name): \(message)")
+        let kind: DeviceError.Kind
+        switch -err {
+        case ENOENT, ENXIO: kind = .notFound
+        case EBUSY: kind = .busy
+        case ENODEV, EBADFD, EIO: kind = .vanished
+        case EINVAL: kind = .unsupported
+        default: kind = .io
+        }
+        return DeviceError(kind, device: name, detail: message)
+    }
+
+    /// Opens the mixer, loads its elements, runs `body`, closes it.
+    private func withMixer<T>(_ body: (OpaquePointer) throws(DeviceError) -> T) throws(DeviceError) -> T {
+        var mixerPointer: OpaquePointer?
+        var err = snd_mixer_open(&mixerPointer, 0)
+        guard err >= 0, let mixer = mixerPointer else { throw failure("snd_mixer_open", err) }
+        defer { snd_mixer_close(mixer) }
+        if let text = configurationText {
+            var config: OpaquePointer?
+            err = text.withCString { calsa_config_from_text($0, strlen($0), &config) }
+            guard err >= 0, let config else { throw failure("snd_config_load", err) }
+            defer { snd_config_delete(config) }
+            var ctl: OpaquePointer?
+            err = snd_ctl_open_lconf(&ctl, device, 0, config)
+            guard err >= 0, let ctl else { throw failure("snd_ctl_open \(device)", err) }
+            var hctl: OpaquePointer?
+            err = snd_hctl_open_ctl(&hctl, ctl)
+            guard err >= 0, let hctl else {
+                snd_ctl_close(ctl)
+                throw failure("snd_hctl_open_ctl", err)
+            }
+            err = snd_mixer_attach_hctl(mixer, hctl)  // the mixer closes it
+            guard err >= 0 else { throw failure("snd_mixer_attach_hctl", err) }
+        } else {
+            err = snd_mixer_attach(mixer, device)
+            guard err >= 0 else { throw failure("snd_mixer_attach \(device)", err) }
+        }
+        err = snd_mixer_selem_register(mixer, nil, nil)
+        guard err >= 0 else { throw failure("snd_mixer_selem_register", err) }
+        err = snd_mixer_load(mixer)
+        guard err >= 0 else { throw failure("snd_mixer_load", err) }
+        return try body(mixer)
+    }
+
+    private func element(_ mixer: OpaquePointer, _ elementName: String) throws(DeviceError) -> OpaquePointer {
+        var idPointer: OpaquePointer?
+        guard snd_mixer_selem_id_malloc(&idPointer) >= 0, let id = idPointer else { throw failure("snd_mixer_selem_id_malloc", -ENOMEM) }
+        defer { snd_mixer_selem_id_free(id) }
+        snd_mixer_selem_id_set_index(id, 0)
+        snd_mixer_selem_id_set_name(id, elementName)
+        guard let element = snd_mixer_find_selem(mixer, id) else {
+            let error = DeviceError(.notFound, device: name, detail: "no simple mixer element '\(elementName)'")
+            logger.debug("\(name): no simple mixer element '\(elementName)'")
+            throw error
+        }
+        return element
+    }
+
+    private static func percent(_ raw: Int, _ low: Int, _ high: Int) -> Int {
+        high > low ? Int((Double(raw - low) * 100 / Double(high - low)).rounded()) : 0
+    }
+
+    private static func raw(_ percent: Int, _ low: Int, _ high: Int) -> Int {
+        low + Int((Double(max(0, min(100, percent))) * Double(high - low) / 100).rounded())
+    }
+
+    public func levels() throws(DeviceError) -> MixerLevels {
+        try withMixer { (mixer) throws(DeviceError) -> MixerLevels in
+            var result = MixerLevels()
+            if let playbackElement {
+                let element = try element(mixer, playbackElement)
+                var low = 0, high = 0, value = 0
+                guard snd_mixer_selem_has_playback_volume(element) != 0 else {
+                    throw DeviceError(.unsupported, device: name, detail: "'\(playbackElement)' has no playback volume")
+                }
+                _ = snd_mixer_selem_get_playback_volume_range(element, &low, &high)
+                let err = snd_mixer_selem_get_playback_volume(element, SND_MIXER_SCHN_FRONT_LEFT, &value)
+                guard err >= 0 else { throw failure("snd_mixer_selem_get_playback_volume", err) }
+                var on: Int32 = 1
+                if snd_mixer_selem_has_playback_switch(element) != 0 {
+                    _ = snd_mixer_selem_get_playback_switch(element, SND_MIXER_SCHN_FRONT_LEFT, &on)
+                }
+                result.playback = on != 0 ? Self.percent(value, low, high) : 0
+            }
+            if let captureElement {
+                let element = try element(mixer, captureElement)
+                var low = 0, high = 0, value = 0
+                guard snd_mixer_selem_has_capture_volume(element) != 0 else {
+                    throw DeviceError(.unsupported, device: name, detail: "'\(captureElement)' has no capture volume")
+                }
+                _ = snd_mixer_selem_get_capture_volume_range(element, &low, &high)
+                let err = snd_mixer_selem_get_capture_volume(element, SND_MIXER_SCHN_FRONT_LEFT, &value)
+                guard err >= 0 else { throw failure("snd_mixer_selem_get_capture_volume", err) }
+                var on: Int32 = 1
+                if snd_mixer_selem_has_capture_switch(element) != 0 {
+                    _ = snd_mixer_selem_get_capture_switch(element, SND_MIXER_SCHN_FRONT_LEFT, &on)
+                }
+                result.capture = on != 0 ? Self.percent(value, low, high) : 0
+            }
+            return result
+        }
+    }
+
+    public func apply(_ levels: MixerLevels) throws(DeviceError) {
+        try withMixer { (mixer) throws(DeviceError) in
+            if let level = levels.playback, let playbackElement {
+                let element = try element(mixer, playbackElement)
+                var low = 0, high = 0
+                _ = snd_mixer_selem_get_playback_volume_range(element, &low, &high)
+                var err = snd_mixer_selem_set_playback_volume_all(element, Self.raw(level, low, high))
+                guard err >= 0 else { throw failure("snd_mixer_selem_set_playback_volume_all \(playbackElement)", err) }
+                if snd_mixer_selem_has_playback_switch(element) != 0 {
+                    err = snd_mixer_selem_set_playback_switch_all(element, 1)
+                    guard err >= 0 else { throw failure("snd_mixer_selem_set_playback_switch_all \(playbackElement)", err) }
+                }
+            }
+            if let level = levels.capture, let captureElement {
+                let element = try element(mixer, captureElement)
+                var low = 0, high = 0
+                _ = snd_mixer_selem_get_capture_volume_range(element, &low, &high)
+                var err = snd_mixer_selem_set_capture_volume_all(element, Self.raw(level, low, high))
+                guard err >= 0 else { throw failure("snd_mixer_selem_set_capture_volume_all \(captureElement)", err) }
+                if snd_mixer_selem_has_capture_switch(element) != 0 {
+                    err = snd_mixer_selem_set_capture_switch_all(element, 1)
+                    guard err >= 0 else { throw failure("snd_mixer_selem_set_capture_switch_all \(captureElement)", err) }
+                }
+            }
+        }
+    }
+}
+
+/// The range every level is kept in (`audio.volume_floor`, `audio.volume_ceiling`): a level
+/// below the floor is raised to it, so no path leaves the client without sound or unheard.
+public struct VolumeLimits: Sendable, Equatable {
+    public var floor: Int
+    public var ceiling: Int
+    public init(floor: Int, ceiling: Int) {
+        self.floor = floor
+        self.ceiling = max(floor, ceiling)
+    }
+    public func clamp(_ level: Int) -> Int { max(floor, min(ceiling, level)) }
+    public func clamp(_ levels: MixerLevels) -> MixerLevels {
+        MixerLevels(playback: levels.playback.map(clamp), capture: levels.capture.map(clamp))
+    }
+}

@@ -34,10 +34,14 @@ public struct PromptCatalog: Sendable, Equatable {
         public static let noNetwork = "no_network"
         public static let buttonStuck = "button_stuck"
         public static let connectionLost = "connection_lost"
+        /// A callback request the centrale has not acknowledged yet.
+        public static let callbackTrying = "callback_trying"
+        /// The centrale acknowledged the callback request.
+        public static let callbackPromised = "callback_promised"
 
         public static let required: [String] = [
             callingCentrale, stillTrying, connected, incomingCall, autoAnswer, callEnded,
-            centraleUnreachable, noNetwork, buttonStuck, connectionLost,
+            centraleUnreachable, noNetwork, buttonStuck, connectionLost, callbackTrying, callbackPromised,
         ]
     }
 
@@ -170,11 +174,21 @@ extension Substring {
 /// Audio for prompts: the WAV rendered at build time (`DIR/KEY.wav`) when the prompt has
 /// no placeholders and the file is there; otherwise the filled-in sentence rendered now by
 /// the speech renderer and kept in memory, so a contact's "{naam} belt u" is rendered once.
+///
+/// Prompts without placeholders, once read or rendered (`warmUp()` at start), stay in memory
+/// for good: a tablet out of file descriptors (issue 15, 3) can still say "De centrale is
+/// niet bereikbaar" without opening a WAV or starting espeak-ng.
 public final class PromptLibrary: Sendable {
     public let catalog: PromptCatalog
     private let wavDirectory: String?
     private let renderer: SpeechRenderer
-    private let cache = Mutex<[String: AudioClip]>([:])
+    private struct Cache {
+        /// Placeholder-free prompts by key: ten or so clips, never evicted.
+        var fixed: [String: AudioClip] = [:]
+        /// Filled-in sentences (a contact's name): bounded.
+        var filled: [String: AudioClip] = [:]
+    }
+    private let cache = Mutex(Cache())
 
     public init(catalog: PromptCatalog, wavDirectory: String?, renderer: SpeechRenderer = SpeechRenderer()) {
         self.catalog = catalog
@@ -193,9 +207,10 @@ public final class PromptLibrary: Sendable {
     /// The audio for a prompt at 48 kHz mono.
     public func clip(_ key: String, values: [String: String] = [:]) throws -> AudioClip {
         let sentence = try catalog.text(key, values: values)
-        if let cached = cache.withLock({ $0[sentence] }) { return cached }
+        let isFixed = catalog.placeholders(of: key).isEmpty
+        if let cached = cache.withLock({ isFixed ? $0.fixed[key] : $0.filled[sentence] }) { return cached }
         var clip: AudioClip?
-        if let wavDirectory, catalog.placeholders(of: key).isEmpty {
+        if let wavDirectory, isFixed {
             let path = wavDirectory + "/" + key + ".wav"
             if let bytes = try? readWholeFile(path) {
                 clip = try WAVFile.decode(bytes, source: path)
@@ -203,17 +218,31 @@ public final class PromptLibrary: Sendable {
         }
         let result = try clip ?? renderer.render(sentence)
         cache.withLock { cache in
-            if cache.count > 32 { cache.removeAll() }  // a few MB at most
-            cache[sentence] = result
+            if isFixed {
+                cache.fixed[key] = result
+            } else {
+                if cache.filled.count > 32 { cache.filled.removeAll() }  // a few MB at most
+                cache.filled[sentence] = result
+            }
         }
         return result
     }
 
-    /// Renders every placeholder-free prompt that has no WAV yet, so the first press is not
-    /// the moment a missing build step is discovered.
+    /// Loads (or renders) every placeholder-free prompt into memory, so the first press is
+    /// not the moment a missing build step is discovered, and the prompts need no file
+    /// descriptor and no process afterwards. Throws the first failure, after trying all.
     public func warmUp() throws {
+        var firstError: (any Error)?
         for key in catalog.spokenKeys where catalog.placeholders(of: key).isEmpty {
-            _ = try clip(key)
+            do {
+                _ = try clip(key)
+            } catch {
+                firstError = firstError ?? error
+            }
         }
+        if let firstError { throw firstError }
     }
+
+    /// Placeholder-free prompts held in memory.
+    public var fixedPromptsInMemory: Int { cache.withLock { $0.fixed.count } }
 }

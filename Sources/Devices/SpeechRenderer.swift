@@ -2,8 +2,15 @@
 // and sox steps, with the same settings, as prompts/render.sh uses at build time.
 
 import Foundation
+import Glibc
 
 /// Renders a Dutch sentence to 48 kHz mono S16 audio with espeak-ng and sox.
+///
+/// The tools are started with posix_spawn, not Foundation's `Process`: with no file
+/// descriptor free (issue 15, 3: a flood of connections took all 1,024) `Process` traps and
+/// took the daemon with it, where posix_spawn returns EMFILE and this throws. Nothing here
+/// needs a descriptor the caller does not get back: a private directory from mkdtemp, files
+/// in it, removed by name.
 public struct SpeechRenderer: Sendable {
     public var voice: String
     /// Words per minute (espeak-ng's default of 175 is too quick for our clients).
@@ -22,41 +29,60 @@ public struct SpeechRenderer: Sendable {
     }
 
     public func render(_ sentence: String) throws -> AudioClip {
-        let fm = FileManager.default
-        let dir = fm.temporaryDirectory.appendingPathComponent("beeldzorg-speech-\(UUID().uuidString)")
-        try fm.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? fm.removeItem(at: dir) }
-        let spoken = dir.appendingPathComponent("espeak.wav").path
-        let converted = dir.appendingPathComponent("prompt.wav").path
-
-        try run(espeakPath, ["-v", voice, "-s", "\(wordsPerMinute)", "-w", spoken], stdin: sentence)
-        try run(soxPath, ["-D", spoken, "-r", "\(sampleRate)", "-c", "1", "-b", "16", "-e", "signed-integer", converted])
+        var template = Array((NSTemporaryDirectory() + "/beeldzorg-speech-XXXXXX").utf8CString)
+        guard let made = mkdtemp(&template) else {
+            throw DeviceError(.io, device: "speech renderer", detail: "cannot make a directory: \(String(cString: strerror(errno)))")
+        }
+        let dir = String(cString: made)
+        let text = dir + "/text.txt"
+        let spoken = dir + "/espeak.wav"
+        let converted = dir + "/prompt.wav"
+        let errors = dir + "/errors.txt"
+        defer {
+            for file in [text, spoken, converted, errors] { unlink(file) }
+            rmdir(dir)
+        }
+        do {
+            try Data(sentence.utf8).write(to: URL(fileURLWithPath: text))
+        } catch {
+            throw DeviceError(.io, device: "speech renderer", detail: "cannot write the sentence: \(error)")
+        }
+        try run(espeakPath, ["-v", voice, "-s", "\(wordsPerMinute)", "-w", spoken], stdin: text, stderr: errors)
+        try run(soxPath, ["-D", spoken, "-r", "\(sampleRate)", "-c", "1", "-b", "16", "-e", "signed-integer", converted],
+                stdin: "/dev/null", stderr: errors)
         return try WAVFile.read(path: converted)
     }
 
-    private func run(_ tool: String, _ arguments: [String], stdin text: String? = nil) throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: tool)
-        process.arguments = arguments
-        let errors = Pipe()
-        process.standardError = errors
-        process.standardOutput = FileHandle.nullDevice
-        let input = Pipe()
-        process.standardInput = text == nil ? FileHandle.nullDevice : input
-        do {
-            try process.run()
-        } catch {
-            throw DeviceError(.notFound, device: tool, detail: "cannot start: \(error)")
+    /// Runs `tool` to its end with stdin and stderr from/to files, stdout to /dev/null.
+    private func run(_ tool: String, _ arguments: [String], stdin: String, stderr: String) throws {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, stdin, O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 2, stderr, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        let argv = ([tool] + arguments).map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        var pid: pid_t = 0
+        let spawned = posix_spawn(&pid, tool, &actions, nil, argv, environ)
+        guard spawned == 0 else {
+            let kind: DeviceError.Kind = spawned == ENOENT ? .notFound : .io
+            throw DeviceError(kind, device: tool, detail: "cannot start: \(String(cString: strerror(spawned)))")
         }
-        if let text {
-            input.fileHandleForWriting.write(Data(text.utf8))
-            try? input.fileHandleForWriting.close()
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 {
+            guard errno == EINTR else {
+                throw DeviceError(.io, device: tool, detail: "lost track of it: \(String(cString: strerror(errno)))")
+            }
         }
-        let message = errors.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            let detail = String(decoding: message, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-            throw DeviceError(.io, device: tool, detail: "exit \(process.terminationStatus): \(detail)")
+        // WIFEXITED and WEXITSTATUS, which Swift does not import.
+        let exited = status & 0x7F == 0
+        let code = (status >> 8) & 0xFF
+        guard exited, code == 0 else {
+            let message = (try? String(contentsOfFile: stderr, encoding: .utf8))?
+                .trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+            let how = exited ? "exit \(code)" : "signal \(status & 0x7F)"
+            throw DeviceError(.io, device: tool, detail: "\(how): \(message)")
         }
     }
 }

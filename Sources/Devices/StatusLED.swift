@@ -8,8 +8,10 @@ import Synchronization
 
 /// What the client should be able to tell from the light. The raw values match the case
 /// names of CallFlow's `Indicator`, so the daemon maps one to the other by name.
+/// `needsService` has no CallFlow twin: the daemon shows it when it cannot start for a
+/// configuration fault and stays up only to say so (`NeedsServiceMode`).
 public enum IndicatorState: String, Sendable, CaseIterable, Codable {
-    case idle, calling, ringing, inCall, fault, unreachable
+    case idle, calling, ringing, inCall, fault, unreachable, needsService
 }
 
 /// A light pattern the LED class can show without help from us.
@@ -22,7 +24,8 @@ public enum LEDPattern: Sendable, Equatable, CustomStringConvertible {
     /// idle dark; calling a calm 1 Hz blink; ringing a fast 4 Hz blink that draws the eye;
     /// in call steady on; fault a short wink every 2 s; unreachable a short wink every second
     /// (both "something is not right", distinguishable by the technician, and neither
-    /// mistakable for calling or ringing).
+    /// mistakable for calling or ringing); needs service (the daemon cannot start, the button
+    /// does nothing) a short wink twice a second, busier than any fault so it is noticed.
     public init(_ indicator: IndicatorState) {
         switch indicator {
         case .idle: self = .off
@@ -31,6 +34,7 @@ public enum LEDPattern: Sendable, Equatable, CustomStringConvertible {
         case .inCall: self = .on
         case .fault: self = .blink(on: .milliseconds(100), off: .milliseconds(1900))
         case .unreachable: self = .blink(on: .milliseconds(100), off: .milliseconds(900))
+        case .needsService: self = .blink(on: .milliseconds(100), off: .milliseconds(400))
         }
     }
 

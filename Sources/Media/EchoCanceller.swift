@@ -3,11 +3,46 @@
 private import CEchoCanceller
 import Synchronization
 
+/// Which parts of webrtc-audio-processing run on what the microphone sends (configuration
+/// `audio.echo_cancellation` and `media.voice.*`). All on by default: nobody wears a headset,
+/// and clients speak softly or from across the room, often with a television on.
+public struct VoiceProcessing: Sendable, Equatable {
+    /// Removes the speaker's echo (needs the far end through `render`).
+    public var echoCancellation: Bool
+    /// Adaptive digital gain control: soft speech is raised towards -3 dBFS, loud speech is
+    /// left alone (limiter on). Digital, because the tablet has no analogue microphone gain
+    /// the library could steer.
+    public var gainControl: Bool
+    /// Stationary noise (fans, a fridge, hiss) suppressed, moderately.
+    public var noiseSuppression: Bool
+    /// Removes hum and rumble below about 80 Hz (mains hum, a table knocked).
+    public var highPassFilter: Bool
+
+    public init(echoCancellation: Bool = true, gainControl: Bool = true, noiseSuppression: Bool = true,
+                highPassFilter: Bool = true) {
+        self.echoCancellation = echoCancellation
+        self.gainControl = gainControl
+        self.noiseSuppression = noiseSuppression
+        self.highPassFilter = highPassFilter
+    }
+
+    /// Everything off: the microphone is sent as it is, and no processor is created.
+    public static let none = VoiceProcessing(echoCancellation: false, gainControl: false, noiseSuppression: false,
+                                             highPassFilter: false)
+
+    /// The echo canceller alone (what the echo figures and tests measure).
+    public static let echoCancellationOnly = VoiceProcessing(gainControl: false, noiseSuppression: false, highPassFilter: false)
+
+    /// Whether anything runs at all.
+    public var isActive: Bool { echoCancellation || gainControl || noiseSuppression || highPassFilter }
+}
+
 /// Acoustic echo cancellation between what the speaker plays (the far end, `render`) and
 /// what the microphone hears (`capture`), so the post does not hear itself back from the
 /// tablet's loudspeaker. Frames may be any whole number of 10 ms blocks (a 20 ms Opus frame
 /// is two). Render and capture come from different threads; calls are serialised here, so
-/// the C state is only ever touched under `lock`.
+/// the C state is only ever touched under `lock`. Gain control, noise suppression and the
+/// high-pass filter run in the same `capture` call, as `VoiceProcessing` says.
 public final class EchoCanceller: @unchecked Sendable {
     public enum Suppression: Int32, Sendable {
         case low = 0, moderate = 1, high = 2
@@ -30,6 +65,7 @@ public final class EchoCanceller: @unchecked Sendable {
     public static let defaultDelayMilliseconds = 40
 
     public let sampleRate: Int
+    public let voice: VoiceProcessing
     /// Samples in one 10 ms block.
     public let blockSamples: Int
     private let lock = Mutex<Void>(())
@@ -39,11 +75,15 @@ public final class EchoCanceller: @unchecked Sendable {
     /// tail instead of 48 ms: in a reverberant room it removes much more echo for about
     /// 0.1 CPU s per call-minute (`media-benchmark --room`).
     public init(sampleRate: Int = 48_000, suppression: Suppression = .moderate, delayAgnostic: Bool = true,
-                extendedFilter: Bool = true) throws {
-        guard let canceller = bz_echo_canceller_create(Int32(sampleRate), suppression.rawValue, delayAgnostic ? 1 : 0,
-                                                       extendedFilter ? 1 : 0) else {
-            throw MediaError.echoCanceller("webrtc-audio-processing refused \(sampleRate) Hz mono with \(suppression) suppression")
+                extendedFilter: Bool = true, voice: VoiceProcessing = VoiceProcessing()) throws {
+        var options = bz_voice_options(echo_cancellation: voice.echoCancellation ? 1 : 0, gain_control: voice.gainControl ? 1 : 0,
+                                       noise_suppression: voice.noiseSuppression ? 1 : 0,
+                                       high_pass_filter: voice.highPassFilter ? 1 : 0)
+        guard let canceller = bz_voice_processor_create(Int32(sampleRate), suppression.rawValue, delayAgnostic ? 1 : 0,
+                                                        extendedFilter ? 1 : 0, &options) else {
+            throw MediaError.echoCanceller("webrtc-audio-processing refused \(sampleRate) Hz mono with \(suppression) suppression and \(voice)")
         }
+        self.voice = voice
         self.canceller = canceller
         self.sampleRate = sampleRate
         self.blockSamples = Int(bz_echo_canceller_frame_samples(canceller))

@@ -34,9 +34,15 @@ public struct MediaParameters: Sendable, Equatable {
     public var rtcpInterval: Duration
     /// CNAME in our SDES (RFC 7022 recommends a random one per call).
     public var cname: String
-    /// Cancel the speaker's echo in what the microphone sends (configuration
-    /// `audio.echo_cancellation`); off sends the microphone unchanged.
-    public var echoCancellation: Bool
+    /// What runs on the microphone's audio before it is sent: echo cancellation
+    /// (`audio.echo_cancellation`), gain control, noise suppression, the high-pass filter
+    /// (`media.voice.*`). All off sends the microphone unchanged.
+    public var voiceProcessing: VoiceProcessing
+    /// Cancel the speaker's echo in what the microphone sends (`voiceProcessing`).
+    public var echoCancellation: Bool {
+        get { voiceProcessing.echoCancellation }
+        set { voiceProcessing.echoCancellation = newValue }
+    }
     /// Nothing from the other side — no RTP and no RTCP that authenticates, on any of the
     /// call's sockets — for this long is reported once as `.silence` (configuration
     /// `media.liveness_timeout_seconds`). RTCP counts, so a post that holds the call (and
@@ -51,7 +57,7 @@ public struct MediaParameters: Sendable, Equatable {
         allowPlainRTP: Bool = false, rtcpMux: Bool = true, audioBitrate: Int = 32_000, videoBitrate: Int = 800_000,
         cameraFormat: CameraFormat = CameraFormat(), jitterBufferFrames: Int = 2, rtcpInterval: Duration = .seconds(2),
         cname: String = "beeldzorg-\(UInt32.random(in: 0...UInt32.max))", echoCancellation: Bool = true,
-        livenessTimeout: Duration? = nil
+        livenessTimeout: Duration? = nil, voiceProcessing: VoiceProcessing? = nil
     ) {
         self.remoteHost = remoteHost
         self.remoteAudioPort = remoteAudioPort
@@ -72,7 +78,9 @@ public struct MediaParameters: Sendable, Equatable {
         self.jitterBufferFrames = jitterBufferFrames
         self.rtcpInterval = rtcpInterval
         self.cname = cname
-        self.echoCancellation = echoCancellation
+        var voice = voiceProcessing ?? VoiceProcessing()
+        if voiceProcessing == nil { voice.echoCancellation = echoCancellation }
+        self.voiceProcessing = voice
         self.livenessTimeout = livenessTimeout
     }
 

@@ -239,7 +239,7 @@ public final class MediaSession: Sendable {
             videoOut: parameters.hasVideo ? try session(parameters.videoSendKey ?? parameters.sendKey, .outbound) : nil,
             videoIn: parameters.hasVideo ? try session(parameters.videoReceiveKey ?? parameters.receiveKey, .inbound) : nil,
             audioSSRC: .random(in: 1...UInt32.max), videoSSRC: .random(in: 1...UInt32.max),
-            echoCanceller: parameters.echoCancellation ? try EchoCanceller() : nil, onFailure: onFailure)
+            echoCanceller: parameters.voiceProcessing.isActive ? try EchoCanceller(voice: parameters.voiceProcessing) : nil, onFailure: onFailure)
     }
 
     private var isActive: Bool { running.load(ordering: .acquiring) }
@@ -476,6 +476,14 @@ public final class MediaSession: Sendable {
 
     // MARK: Receiving
 
+    /// STUN on a media port (RFC 7983: first byte 0–3) is not RTP: a Binding request is
+    /// answered from the port it reached, anything else is dropped, and neither counts as an
+    /// SRTP failure or a malformed packet.
+    private func answerSTUN(_ bytes: [UInt8], on socket: UDPSocket, source: SocketAddress?) {
+        guard let source, let response = MediaSTUN.bindingResponse(to: bytes, from: source) else { return }
+        try? socket.send(response, to: source)
+    }
+
     /// Unprotects and classifies one datagram; handles RTCP itself and returns RTP packets.
     private func receive(_ bytes: [UInt8], kind: Kind, call: Call) -> RTPPacket? {
         let session = kind == .audio ? call.audioIn : call.videoIn
@@ -570,7 +578,12 @@ public final class MediaSession: Sendable {
                 report(call, MediaFailureReport(component: .network, detail: "\(error)"))
                 return
             }
-            guard let (_, bytes) = datagram, let packet = receive(bytes, kind: .audio, call: call) else { continue }
+            guard let (index, bytes) = datagram else { continue }
+            if MediaSTUN.isSTUN(bytes) {
+                answerSTUN(bytes, on: sockets[index], source: buffer.source)
+                continue
+            }
+            guard let packet = receive(bytes, kind: .audio, call: call) else { continue }
             guard packet.payloadType == payloadType else { continue }  // comfort noise, DTMF: not played
             jitterBuffer.withLock { $0.insert(sequence: packet.sequenceNumber, payload: packet.payload) }
         }
@@ -658,8 +671,12 @@ public final class MediaSession: Sendable {
                 report(call, MediaFailureReport(component: .network, detail: "\(error)"))
                 return
             }
-            guard let (_, bytes) = datagram, let packet = receive(bytes, kind: .video, call: call),
-                  packet.payloadType == payloadType else { continue }
+            guard let (index, bytes) = datagram else { continue }
+            if MediaSTUN.isSTUN(bytes) {
+                answerSTUN(bytes, on: sockets[index], source: buffer.source)
+                continue
+            }
+            guard let packet = receive(bytes, kind: .video, call: call), packet.payloadType == payloadType else { continue }
             let output = assembler.insert(packet)
             var needsKeyframe = output.needsKeyframe
             count(.video) {

@@ -56,6 +56,24 @@ struct SocketAddress: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
+    /// The sender of a datagram as `recvfrom` wrote it; nil for another family.
+    init?(_ storage: sockaddr_storage) {
+        var copy = storage
+        switch Int32(storage.ss_family) {
+        case AF_INET:
+            let sin = withUnsafeBytes(of: &copy) { $0.load(as: sockaddr_in.self) }
+            self.storage = .v4(sin.sin_addr.s_addr)
+            port = Int(UInt16(bigEndian: sin.sin_port))
+        case AF_INET6:
+            let sin6 = withUnsafeBytes(of: &copy) { $0.load(as: sockaddr_in6.self) }
+            var address = sin6.sin6_addr
+            self.storage = .v6(withUnsafeBytes(of: &address) { Array($0) })
+            port = Int(UInt16(bigEndian: sin6.sin6_port))
+        default:
+            return nil
+        }
+    }
+
     var description: String {
         switch storage {
         case .v4(let address):
@@ -128,6 +146,9 @@ final class UDPSocket: @unchecked Sendable {
     /// jitter buffer or frame assembly would keep alive.
     final class ReceiveBuffer {
         fileprivate let storage = UnsafeMutableRawBufferPointer.allocate(byteCount: 65_536, alignment: 16)
+        fileprivate var sender = sockaddr_storage()
+        /// Who sent the datagram last returned (a STUN request is answered there).
+        var source: SocketAddress? { SocketAddress(sender) }
         init() {}
         deinit { storage.deallocate() }
     }
@@ -144,7 +165,12 @@ final class UDPSocket: @unchecked Sendable {
         }
         guard ready > 0 else { return nil }
         for (index, entry) in fds.enumerated() where entry.revents & Int16(POLLIN) != 0 {
-            let count = recv(entry.fd, buffer.storage.baseAddress, buffer.storage.count, Int32(MSG_DONTWAIT))
+            var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+            let count = withUnsafeMutablePointer(to: &buffer.sender) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    recvfrom(entry.fd, buffer.storage.baseAddress, buffer.storage.count, Int32(MSG_DONTWAIT), $0, &length)
+                }
+            }
             if count < 0 {
                 let code = errno
                 if code == EAGAIN || code == EINTR || code == ECONNREFUSED { return nil }

@@ -29,7 +29,7 @@ private struct Noise {
     }
 }
 
-private func threadCPUTime() -> Double {
+func threadCPUTime() -> Double {
     var now = timespec()
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now)
     return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
@@ -79,7 +79,8 @@ private struct Room {
     /// Runs the canceller over the whole room recording. With `nearTone`, returns the echo
     /// reduction while the far end talks and (second) the near end's level change in its pauses.
     func run(extendedFilter: Bool, nearTone: Bool) throws -> (Result, keptDecibels: Double?) {
-        let canceller = try EchoCanceller(sampleRate: Self.rate, delayAgnostic: true, extendedFilter: extendedFilter)
+        let canceller = try EchoCanceller(sampleRate: Self.rate, delayAgnostic: true, extendedFilter: extendedFilter,
+                                          voice: .echoCancellationOnly)
         let block = canceller.blockSamples
         func clip(_ value: Double) -> Int16 { Int16(max(-32_768, min(32_767, value.rounded()))) }
         var energyIn = 0.0, energyOut = 0.0, toneIn = 0.0, toneOut = 0.0, cpu = 0.0

@@ -215,8 +215,8 @@ struct NetworkWatcherError: Error, CustomStringConvertible {
 
 private func errnoText() -> String { String(cString: strerror(errno)) }
 
-/// A detached pthread running `body` (no Foundation in this module).
-private func startThread(_ body: @escaping @Sendable () -> Void) {
+/// A detached pthread running `body` (no Foundation in this module); also the DNS resolver's.
+func startThread(_ body: @escaping @Sendable () -> Void) {
     final class Box: Sendable {
         let body: @Sendable () -> Void
         init(_ body: @escaping @Sendable () -> Void) { self.body = body }

@@ -16,7 +16,8 @@ public struct TLSTrust: Sendable, Equatable {
 
 /// One RFC 5626 edge proxy: where the flow goes and, for TLS, the name its certificate carries.
 public struct EdgeProxy: Sendable, Equatable {
-    /// `sip:127.0.0.1:5061;transport=tls` — host must be an address or resolvable name.
+    /// `sip:127.0.0.1:5061;transport=tls`, or a DNS name: `sip:edge.example;transport=tls`
+    /// (no port: RFC 3263 SRV `_sips._tcp.edge.example`, else A/AAAA on the default port).
     public var uri: String
     /// Overrides `UserAgentConfiguration.tls.serverName` for this proxy.
     public var tlsServerName: String?
@@ -53,13 +54,17 @@ public struct RegistrationConfiguration: Sendable {
     /// a REGISTER notices; TCP/TLS notice because the connection breaks. 30 s bounds how long
     /// a tablet can be unreachable after such a restart, at ~1.3 kB per refresh.
     public var udpRefreshInterval: Duration
+    /// Where the last good addresses of DNS-named edge proxies are kept, so a boot without DNS
+    /// can still try them (TLS still checks the proxy's name); nil = not kept.
+    public var addressCacheFile: String?
 
     public init(
         domain: String, authUser: String, passwordFile: String, instanceID: String, edgeProxies: [EdgeProxy],
         expires: Int = 600, keepaliveInterval: Duration = .seconds(25), pongTimeout: Duration = .seconds(10),
         baseBackoff: Duration = .seconds(2), maxBackoff: Duration = .seconds(300),
-        udpRefreshInterval: Duration = .seconds(30)
+        udpRefreshInterval: Duration = .seconds(30), addressCacheFile: String? = nil
     ) {
+        self.addressCacheFile = addressCacheFile
         self.domain = domain
         self.authUser = authUser
         self.passwordFile = passwordFile
@@ -80,6 +85,12 @@ public enum RegistrationEvent: Sendable, Equatable {
     case registered(proxy: String, expires: Int)
     /// Not registered via this proxy (any more); `reason` is for status and logs; a retry is scheduled.
     case failed(proxy: String, reason: String)
+
+    /// Whether a `failed` reason says the path is missing (no DNS, no answer, no connection)
+    /// rather than that the registrar refused us.
+    public static func isPathProblem(_ reason: String) -> Bool {
+        ["DNS:", "no response", "connection", "no keepalive", "edge proxy address changed"].contains { reason.hasPrefix($0) }
+    }
 }
 
 /// A snapshot of one edge proxy's registration, for status displays.
@@ -100,6 +111,8 @@ struct ConfigurationError: Error, CustomStringConvertible {
 
 enum RegistrationTimer: Hashable {
     case refresh, retry, keepalive, pongTimeout
+    /// Resolve the edge proxy's name again (TTL expired, or a failed lookup's retry).
+    case resolve
     /// UDP: the STUN keepalive request again (RFC 5389 retransmission, T1 doubling).
     case keepaliveRetransmit
 }
@@ -128,7 +141,14 @@ final class RegistrationFlow {
     let index: Int
     let proxy: EdgeProxy
     let regID: Int
-    let destination: SocketAddress
+    /// The address in use now: one of `candidates`; nil while DNS has given none.
+    var destination: SocketAddress?
+    /// RFC 3263's ordered targets for this proxy (SRV priority/weight, then A/AAAA); a failed
+    /// REGISTER moves on to the next one, and only after all of them the backoff applies.
+    var candidates: [SocketAddress] = []
+    /// Candidates tried without success since the last success or the last full round.
+    var triedInRound = 0
+    var resolution: ProxyResolution
     let proxyURI: SIPURI
     let callID: String
     var cseq: UInt32 = 1
@@ -158,11 +178,11 @@ final class RegistrationFlow {
     /// rebound the flow, and we register again (RFC 5626 §4.4.2).
     var mappedAddress: SocketAddress?
 
-    init(index: Int, proxy: EdgeProxy, destination: SocketAddress, proxyURI: SIPURI, callID: String, expires: Int) {
+    init(index: Int, proxy: EdgeProxy, lookup: ServerLookup, proxyURI: SIPURI, callID: String, expires: Int) {
         self.index = index
         self.proxy = proxy
         self.regID = index + 1
-        self.destination = destination
+        self.resolution = ProxyResolution(lookup: lookup)
         self.proxyURI = proxyURI
         self.callID = callID
         self.expiresRequested = expires
@@ -201,7 +221,9 @@ extension UserAgent {
             flow.mappedAddress = nil  // a new address is expected now, not a NAT rebinding
             cancelTimer(.registration(flow.index, .pongTimeout))
             cancelTimer(.registration(flow.index, .keepaliveRetransmit))
-            streamTransport?.disconnect(flow.destination)
+            if let destination = flow.destination { streamTransport?.disconnect(destination) }
+            flow.triedInRound = 0
+            resolutionEvent(flow, .networkChanged)
             sendRegister(flow)
         }
     }
@@ -229,24 +251,118 @@ extension UserAgent {
         guard (1...2).contains(registration.edgeProxies.count) else {
             throw ConfigurationError("registration needs one or two edge proxies")
         }
+        // A DNS name is resolved off the actor (RFC 3263), never here: without DNS the flow
+        // waits for an answer (or uses the last good addresses) instead of failing the start.
+        let cached = ServerAddressCache.read(registration.addressCacheFile)
         for (index, proxy) in registration.edgeProxies.enumerated() {
-            guard let uri = SIPURI(proxy.uri), let destination = resolve(proxy.uri) else {
+            guard let uri = SIPURI(proxy.uri), let lookup = ServerLookup(uri: proxy.uri) else {
                 throw ConfigurationError("edge proxy \(proxy.uri) is not a usable SIP URI")
             }
-            let flow = RegistrationFlow(index: index, proxy: proxy, destination: destination, proxyURI: uri,
-                                        callID: newCallID(toward: destination),
-                                        expires: registration.expires)
-            if let name = proxy.tlsServerName { streamTransport?.setServerName(name, for: destination) }
+            let flow = RegistrationFlow(index: index, proxy: proxy, lookup: lookup, proxyURI: uri,
+                                        callID: newCallID(toward: nil), expires: registration.expires)
+            flow.state = .waiting(reason: "DNS: resolving \(lookup.host)")
             flows.append(flow)
         }
-        for flow in flows { sendRegister(flow) }
+        for flow in flows {
+            resolutionEvent(flow, .start(cached: lookupIsLiteral(flow) ? [] : cached[flow.proxy.uri] ?? []))
+        }
+    }
+
+    private func lookupIsLiteral(_ flow: RegistrationFlow) -> Bool { flow.resolution.lookup.isLiteral }
+
+    // MARK: - RFC 3263 resolution (ProxyResolution decides, this runs its actions)
+
+    func resolutionEvent(_ flow: RegistrationFlow, _ event: ProxyResolution.Event) {
+        guard !stopped, flow.state != .stopped else { return }
+        for action in flow.resolution.handle(event) {
+            switch action {
+            case .query:
+                let lookup = flow.resolution.lookup
+                let index = flow.index
+                logger.debug("resolving edge proxy", metadata: ["proxy": "\(flow.proxy.uri)"])
+                Task {
+                    let outcome = await DNSResolver.resolve(lookup)
+                    await self.resolved(index, outcome)
+                }
+            case .scheduleQuery(let delay):
+                startTimer(.registration(flow.index, .resolve), after: delay)
+            case .useCandidates(let candidates):
+                useCandidates(flow, candidates)
+            case .persist:
+                persistAddresses()
+            }
+        }
+    }
+
+    private func resolved(_ index: Int, _ outcome: DNSResolver.Outcome) {
+        guard !stopped, flows.indices.contains(index) else { return }
+        let flow = flows[index]
+        switch outcome {
+        case .answered(let candidates, let ttl):
+            logger.info("edge proxy resolved", metadata: [
+                "proxy": "\(flow.proxy.uri)", "addresses": "\(candidates.map(\.description))", "ttl": "\(ttl)"])
+            resolutionEvent(flow, .answered(candidates, ttl: ttl))
+        case .failed(let reason):
+            logger.warning("edge proxy not resolved", metadata: ["proxy": "\(flow.proxy.uri)", "reason": "\(reason)"])
+            resolutionEvent(flow, .failed(reason: reason))
+            if flow.destination == nil, flow.state != .stopped, flow.state != .waiting(reason: reason) {
+                flow.state = .waiting(reason: reason)
+                registrationContinuation.yield(.failed(proxy: flow.proxy.uri, reason: reason))
+            }
+        }
+    }
+
+    /// New addresses for a flow. The one in use stays while it is still among them (after a
+    /// failover we do not jump back); else the flow moves to the first and registers there.
+    private func useCandidates(_ flow: RegistrationFlow, _ candidates: [ServerCandidate]) {
+        let addresses = candidates.compactMap { try? SocketAddress(ipAddress: $0.host, port: $0.port) }
+        guard !addresses.isEmpty else { return }
+        flow.candidates = addresses
+        let name = flow.proxy.tlsServerName ?? configuration.tls?.serverName
+        if let name { for address in addresses { streamTransport?.setServerName(name, for: address) } }
+        if let current = flow.destination, addresses.contains(current) { return }
+        let old = flow.destination
+        flow.destination = addresses[0]
+        flow.triedInRound = 0
+        if let old {
+            logger.notice("edge proxy addresses changed; registering at the new one", metadata: ["proxy": "\(flow.proxy.uri)"])
+            streamTransport?.disconnect(old)
+        }
+        if case .registered = flow.state { flowBroke(flow, reason: "edge proxy address changed") } else { sendRegister(flow) }
+    }
+
+    /// Moves to the next candidate after a failure; false when every one has been tried in this round.
+    private func failOver(_ flow: RegistrationFlow) -> Bool {
+        guard flow.candidates.count > 1, let current = flow.destination else { return false }
+        flow.triedInRound += 1
+        guard flow.triedInRound < flow.candidates.count else {
+            flow.triedInRound = 0
+            return false
+        }
+        let position = flow.candidates.firstIndex(of: current) ?? -1
+        flow.destination = flow.candidates[(position + 1) % flow.candidates.count]
+        logger.notice("edge proxy target failed; trying the next", metadata: [
+            "proxy": "\(flow.proxy.uri)", "next": "\(flow.destination.map { "\($0)" } ?? "")"])
+        return true
+    }
+
+    private func persistAddresses() {
+        guard let file = configuration.registration?.addressCacheFile else { return }
+        var entries: [String: [ServerCandidate]] = [:]
+        for flow in flows where !flow.resolution.lookup.isLiteral && !flow.resolution.candidates.isEmpty {
+            entries[flow.proxy.uri] = flow.resolution.candidates
+        }
+        if let problem = ServerAddressCache.write(entries, to: file) {
+            logger.warning("cannot keep the edge proxies' addresses", metadata: ["error": "\(problem)"])
+        }
     }
 
     /// Best-effort de-registration (Expires: 0) on shutdown.
     func stopRegistrations() {
         for flow in flows where flow.state != .stopped {
-            if case .registered = flow.state, let request = registerRequest(flow, expires: 0) {
-                send(request.serialized(), to: flow.destination)
+            if case .registered = flow.state, let destination = flow.destination,
+               let request = registerRequest(flow, expires: 0) {
+                send(request.serialized(), to: destination)
             }
             flow.state = .stopped
         }
@@ -300,13 +416,17 @@ extension UserAgent {
             cancelTimer(.requestTimeout(branch + "|REGISTER"))
             _ = old
         }
+        guard let destination = flow.destination else {
+            // Nothing to register to before DNS answers; `resolved` calls again then.
+            return
+        }
         if case .registered = flow.state {} else { flow.state = .registering }
         flow.abortReason = nil
         guard let request = registerRequest(flow, expires: flow.expiresRequested), let branch = flow.pendingBranch
         else { return }
         let index = flow.index
         logger.debug("REGISTER sent", metadata: ["proxy": "\(flow.proxy.uri)", "authenticated": "\(flow.challenge != nil)"])
-        startClientTransaction(request, branch: branch, to: flow.destination, timeout: configuration.timerT1 * 64) {
+        startClientTransaction(request, branch: branch, to: destination, timeout: configuration.timerT1 * 64) {
             response in
             Task { await self.registerCompleted(index, branch: branch, response) }
         }
@@ -318,7 +438,13 @@ extension UserAgent {
         guard flow.pendingBranch == branch, flow.state != .stopped else { return }  // superseded
         flow.pendingBranch = nil
         guard let response else {
-            registrationFailed(flow, reason: flow.abortReason ?? "no response from edge proxy")
+            let reason = flow.abortReason ?? "no response from edge proxy"
+            if failOver(flow) {
+                logger.warning("registration failed", metadata: ["proxy": "\(flow.proxy.uri)", "reason": "\(reason)"])
+                sendRegister(flow)
+            } else {
+                registrationFailed(flow, reason: reason)
+            }
             return
         }
         switch response.status {
@@ -331,6 +457,7 @@ extension UserAgent {
             let wasRegistered = flow.state == .registered(expires: granted)
             flow.state = .registered(expires: granted)
             flow.failures = 0
+            flow.triedInRound = 0
             flow.authAttempts = 0
             flow.awaitingPong = false
             if !wasRegistered {
@@ -415,6 +542,8 @@ extension UserAgent {
         flow.awaitingPong = false
         let delay = backoff(failures: flow.failures)
         flow.failures += 1
+        // Every target failed: the records may have changed (RFC 3263 §4.3 asks again).
+        resolutionEvent(flow, .allCandidatesFailed)
         logger.warning("registration failed", metadata: [
             "proxy": "\(flow.proxy.uri)", "reason": "\(reason)", "retryInMs": "\(delay.milliseconds)",
         ])
@@ -442,6 +571,8 @@ extension UserAgent {
         switch timer {
         case .refresh, .retry:
             sendRegister(flow)
+        case .resolve:
+            resolutionEvent(flow, .timerFired)
         case .keepalive:
             guard case .registered = flow.state else { return }
             if flow.awaitingPong {
@@ -455,8 +586,8 @@ extension UserAgent {
             startTimer(.registration(index, .keepalive), after: keepaliveInterval)
             sendKeepalive(flow)
         case .keepaliveRetransmit:
-            guard flow.awaitingPong, let transaction = flow.stunTransaction else { return }
-            send(STUN.bindingRequest(transaction: transaction), to: flow.destination)
+            guard flow.awaitingPong, let transaction = flow.stunTransaction, let destination = flow.destination else { return }
+            send(STUN.bindingRequest(transaction: transaction), to: destination)
             flow.stunInterval = min(flow.stunInterval * 2, configuration.timerT2)
             startTimer(.registration(index, .keepaliveRetransmit), after: flow.stunInterval)
         case .pongTimeout:
@@ -476,7 +607,7 @@ extension UserAgent {
             }
             flow.keepaliveAnswered = false
             logger.warning("no keepalive answer; flow dead", metadata: ["proxy": "\(flow.proxy.uri)"])
-            streamTransport?.disconnect(flow.destination)
+            if let destination = flow.destination { streamTransport?.disconnect(destination) }
             let method = switch flow.udpKeepalive {
             case .stun: "STUN"
             case .options: "OPTIONS"
@@ -490,8 +621,9 @@ extension UserAgent {
     /// RFC 5626 §4.4.1 CRLFCRLF on TCP/TLS (the server answers CRLF); on UDP a STUN Binding
     /// request (§4.4.2), or OPTIONS when this edge proxy has shown it does not answer STUN.
     private func sendKeepalive(_ flow: RegistrationFlow) {
+        guard let destination = flow.destination else { return }
         if reliable {
-            send([13, 10, 13, 10], to: flow.destination)
+            send([13, 10, 13, 10], to: destination)
             return
         }
         switch flow.udpKeepalive {
@@ -499,7 +631,7 @@ extension UserAgent {
             let transaction = STUN.newTransaction()
             flow.stunTransaction = transaction
             flow.stunInterval = configuration.timerT1
-            send(STUN.bindingRequest(transaction: transaction), to: flow.destination)
+            send(STUN.bindingRequest(transaction: transaction), to: destination)
             startTimer(.registration(flow.index, .keepaliveRetransmit), after: flow.stunInterval)
         case .optionsTrial, .options:
             sendOptionsKeepalive(flow)
@@ -508,19 +640,20 @@ extension UserAgent {
 
     /// OPTIONS to the edge proxy itself; any final response means it is there.
     private func sendOptionsKeepalive(_ flow: RegistrationFlow) {
+        guard let destination = flow.destination else { return }
         let branch = newBranch()
-        let host = advertisedHost(toward: flow.destination)
+        let host = advertisedHost(toward: destination)
         var headers = SIPHeaders()
         headers.add("Via", via(branch, host: host))
         headers.add("Max-Forwards", "70")
         headers.add("From", "<\(addressOfRecord)>;tag=\(randomToken(8))")
         headers.add("To", "<\(flow.proxy.uri)>")
-        headers.add("Call-ID", newCallID(toward: flow.destination))
+        headers.add("Call-ID", newCallID(toward: destination))
         headers.add("CSeq", "1 OPTIONS")
         headers.add("User-Agent", configuration.userAgentHeader)
         let request = SIPRequest(method: .options, uri: flow.proxy.uri, headers: headers)
         let index = flow.index
-        startClientTransaction(request, branch: branch, to: flow.destination,
+        startClientTransaction(request, branch: branch, to: destination,
                                timeout: configuration.registration?.pongTimeout ?? .seconds(10)) { response in
             guard let response else { return }  // the pong timeout decides
             Task { await self.optionsKeepaliveAnswered(index, status: response.status) }
@@ -622,15 +755,15 @@ extension UserAgent {
         logger.warning("no response to INVITE from edge proxy", metadata: ["proxy": "\(silent.proxy.uri)", "call": "\(handle)"])
         flowBroke(silent, reason: "no response to INVITE from edge proxy")
         guard let other = flows.first(where: { flow in
-            guard flow !== silent, case .registered = flow.state else { return false }
+            guard flow !== silent, flow.destination != nil, case .registered = flow.state else { return false }
             return true
-        }) else { return }
+        }), let otherDestination = other.destination else { return }
         // A new INVITE transaction in the same dialog attempt: new branch, CSeq + 1, the other
         // proxy's Route, and Via and Contact with our address toward that proxy (another
         // interface, perhaps). Timer B (or the ring timeout) keeps counting from the first send.
         var request = call.invite
         let branch = newBranch()
-        let host = advertisedHost(toward: other.destination)
+        let host = advertisedHost(toward: otherDestination)
         call.localCSeq += 1
         request.headers.remove("Via")
         request.headers.remove("CSeq")
@@ -644,10 +777,10 @@ extension UserAgent {
         call.inviteBranch = branch
         inviteBranches[branch] = handle
         call.invite = request
-        call.inviteDestination = other.destination
-        call.peer = other.destination
+        call.inviteDestination = otherDestination
+        call.peer = otherDestination
         logger.info("INVITE sent over the other edge proxy", metadata: ["proxy": "\(other.proxy.uri)", "call": "\(handle)"])
-        send(request.serialized(), to: other.destination)
+        send(request.serialized(), to: otherDestination)
         call.retransmitInterval = configuration.timerT1
         if !reliable { startTimer(.inviteRetransmit(handle), after: configuration.timerT1) }
     }
@@ -657,7 +790,7 @@ extension UserAgent {
     func outboundDestination() -> SocketAddress? {
         guard !flows.isEmpty else { return nil }
         let registered = flows.first { if case .registered = $0.state { true } else { false } }
-        return (registered ?? flows[0]).destination
+        return (registered ?? flows.first { $0.destination != nil })?.destination
     }
 
     func outboundRoute() -> String? {

@@ -426,7 +426,8 @@ extension MediaNegotiator {
     /// version one higher and each stream's direction mirrored from the offer (sendonly →
     /// recvonly, recvonly → sendonly, inactive → inactive, else sendrecv); a stream the offer
     /// rejects (port 0) is rejected too. Media itself is not renegotiated: codecs, addresses and
-    /// keys stay as agreed. nil when the offer's streams do not line up with ours (added,
+    /// keys stay as agreed, except that rtcp-mux is left out of a stream whose offer lacks it
+    /// (RFC 5761 §5.1.1). nil when the offer's streams do not line up with ours (added,
     /// removed or of another kind): that needs a new negotiation, which we refuse (488).
     public static func reanswer(_ offer: SessionDescription, current: SessionDescription) -> SessionDescription? {
         guard offer.media.count == current.media.count,
@@ -453,6 +454,11 @@ extension MediaNegotiator {
                 direction = "sendrecv"
             }
             answer.media[index].attributes.removeAll { directions.contains($0.name) }
+            // RFC 5761 §5.1.1: rtcp-mux in an answer only if the offer has it. Our description
+            // as last sent may be our own offer (with rtcp-mux) that the post answered without.
+            if !offered.hasAttribute("rtcp-mux") {
+                answer.media[index].attributes.removeAll { $0.name == "rtcp-mux" }
+            }
             answer.media[index].attributes.append(SDPAttribute(direction))
         }
         answer.attributes.removeAll { directions.contains($0.name) }

@@ -12,6 +12,8 @@ public struct SIPMethod: RawRepresentable, Hashable, Sendable, CustomStringConve
     public static let cancel = SIPMethod("CANCEL")
     public static let options = SIPMethod("OPTIONS")
     public static let register = SIPMethod("REGISTER")
+    /// RFC 3428 instant message (the tablet's callback requests to the centrale).
+    public static let message = SIPMethod("MESSAGE")
 }
 
 /// One header field as it appeared on the wire, its name in canonical (long) form.

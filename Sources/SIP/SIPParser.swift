@@ -36,7 +36,9 @@ public enum SIPTransportKind: Sendable, Equatable {
     case stream
 }
 
-/// Upper bounds that keep a hostile peer from costing us memory or time.
+/// Upper bounds that keep a hostile peer from costing us memory or time. A message may be as
+/// large as a UDP datagram (65,535 bytes), body included: a valid OPTIONS or INVITE of that
+/// size is answered, however unusual (issue 15).
 public struct SIPParserLimits: Sendable, Equatable {
     public var maxMessageSize: Int
     public var maxHeaderSectionSize: Int
@@ -46,7 +48,7 @@ public struct SIPParserLimits: Sendable, Equatable {
 
     public init(
         maxMessageSize: Int = 65_535, maxHeaderSectionSize: Int = 16_384, maxHeaderCount: Int = 128,
-        maxLineLength: Int = 4_096, maxBodySize: Int = 49_152
+        maxLineLength: Int = 4_096, maxBodySize: Int = 65_535
     ) {
         self.maxMessageSize = maxMessageSize
         self.maxHeaderSectionSize = maxHeaderSectionSize

@@ -43,6 +43,15 @@ public struct SIPStreamFramer: Sendable {
     /// Number of bytes held and not yet returned as a frame.
     public var bufferedByteCount: Int { buffer.count - readIndex }
 
+    /// Whether a message's header block has begun and is not complete yet (what a listener's
+    /// header deadline watches); false between messages and while a body is awaited.
+    public var isReadingHeader: Bool {
+        switch state {
+        case .idle: bufferedByteCount > 0
+        case .body, .failed: false
+        }
+    }
+
     public mutating func append(_ bytes: some Sequence<UInt8>) {
         if readIndex > 4096, readIndex * 2 > buffer.count {
             buffer.removeFirst(readIndex)

@@ -1,5 +1,6 @@
 import Glibc  // strerror
-import NIOCore
+import Logging
+public import NIOCore
 import NIOPosix
 import NIOSSL
 import NIOTLS  // TLSUserEvent
@@ -39,20 +40,55 @@ private final class StreamFramingHandler: ChannelInboundHandler {
     private let onPong: @Sendable (SocketAddress) -> Void
     private let onInactive: @Sendable (SocketAddress?) -> Void
     private let remote: SocketAddress?
+    /// Accepted connections only: closed when silent for `idleTimeout`, or when a header
+    /// block started is not complete within `headerTimeout` (a slow-loris peer).
+    private let deadlines: StreamServerLimits?
+    private var idleTimer: Scheduled<Void>?
+    private var headerTimer: Scheduled<Void>?
 
     init(role: SIPStreamFramer.KeepAliveRole, remote: SocketAddress?,
          continuation: AsyncStream<InboundDatagram>.Continuation,
+         deadlines: StreamServerLimits? = nil,
          onPong: @escaping @Sendable (SocketAddress) -> Void = { _ in },
          onInactive: @escaping @Sendable (SocketAddress?) -> Void) {
         framer = SIPStreamFramer(role: role)
         self.remote = remote
         self.continuation = continuation
+        self.deadlines = deadlines
         self.onPong = onPong
         self.onInactive = onInactive
     }
 
+    func handlerAdded(context: ChannelHandlerContext) {
+        armIdleTimer(context)
+    }
+
+    private func armIdleTimer(_ context: ChannelHandlerContext) {
+        guard let deadlines else { return }
+        idleTimer?.cancel()
+        // Channel is Sendable; cancelling and firing both happen on the channel's loop.
+        let channel = context.channel
+        idleTimer = context.eventLoop.scheduleTask(in: deadlines.idleTimeout) { channel.close(promise: nil) }
+    }
+
+    /// Starts the header deadline when a message's head has begun and is not complete,
+    /// stops it otherwise.
+    private func updateHeaderTimer(_ context: ChannelHandlerContext) {
+        guard let deadlines else { return }
+        if framer.isReadingHeader {
+            guard headerTimer == nil else { return }
+            let channel = context.channel
+            headerTimer = context.eventLoop.scheduleTask(in: deadlines.headerTimeout) { channel.close(promise: nil) }
+        } else {
+            headerTimer?.cancel()
+            headerTimer = nil
+        }
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let buffer = unwrapInboundIn(data)
+        armIdleTimer(context)
+        defer { updateHeaderTimer(context) }
         framer.append(buffer.readableBytesView)
         // For dialled connections the key is the address we dialled (the same the user agent
         // sends to), so replies to requests that come in over the flow reuse it.
@@ -74,6 +110,8 @@ private final class StreamFramingHandler: ChannelInboundHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        idleTimer?.cancel()
+        headerTimer?.cancel()
         onInactive(remote ?? context.remoteAddress)
         context.fireChannelInactive()
     }
@@ -81,6 +119,99 @@ private final class StreamFramingHandler: ChannelInboundHandler {
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         context.close(promise: nil)
     }
+}
+
+/// Limits on the connections the SIP/TCP listener accepts, so a flood of connections (idle or
+/// slow) cannot take the daemon's descriptors: the control socket, media sockets, the
+/// database and the devices need theirs (issue 15: 1,100 idle connections took all 1,024).
+/// Connections we dial (flows to edge proxies, posts) are not counted and never time out here;
+/// their liveness is the RFC 5626 keepalive's business.
+public struct StreamServerLimits: Sendable, Equatable {
+    /// Accepted connections open at once; one more is closed as soon as it is accepted.
+    public var maxConnections: Int
+    /// Accepted connections open at once from one IP address.
+    public var maxConnectionsPerSource: Int
+    /// An accepted connection on which nothing arrives for this long is closed (a peer that
+    /// still needs it connects again; RFC 3261 §18 lets either side close).
+    public var idleTimeout: TimeAmount
+    /// A message whose header block has begun must have it complete within this time.
+    public var headerTimeout: TimeAmount
+
+    public init(maxConnections: Int = 128, maxConnectionsPerSource: Int = 32, idleTimeout: TimeAmount = .seconds(64),
+                headerTimeout: TimeAmount = .seconds(10)) {
+        self.maxConnections = maxConnections
+        self.maxConnectionsPerSource = maxConnectionsPerSource
+        self.idleTimeout = idleTimeout
+        self.headerTimeout = headerTimeout
+    }
+
+    /// 128 connections, 32 per address, 64 s idle (64·T1 past a transaction's life, longer
+    /// than an RFC 5626 keepalive interval), 10 s for a header block.
+    public static let `default` = StreamServerLimits()
+}
+
+/// Counts accepted connections, total and per source address, and says which to refuse;
+/// one log line per 10 s at most while refusing, with the number refused.
+final class ConnectionAdmission: Sendable {
+    private struct State {
+        var total = 0
+        var bySource: [String: Int] = [:]
+        var refusedSinceLog = 0
+        var lastLog: NIODeadline?
+    }
+
+    let limits: StreamServerLimits
+    private let logger: Logger
+    private let state = Mutex(State())
+
+    init(limits: StreamServerLimits, logger: Logger) {
+        self.limits = limits
+        self.logger = logger
+    }
+
+    /// The key of a connection's source: its IP address without the port.
+    static func sourceKey(_ address: SocketAddress?) -> String {
+        address?.ipAddress ?? "?"
+    }
+
+    /// Counts the connection in (true), or refuses it (false) when a limit is reached.
+    func admit(_ remote: SocketAddress?) -> Bool {
+        let key = Self.sourceKey(remote)
+        let now = NIODeadline.now()
+        let (admitted, report) = state.withLock { state -> (Bool, (refused: Int, total: Int)?) in
+            let fromSource = state.bySource[key, default: 0]
+            if state.total < limits.maxConnections, fromSource < limits.maxConnectionsPerSource {
+                state.total += 1
+                state.bySource[key] = fromSource + 1
+                return (true, nil)
+            }
+            state.refusedSinceLog += 1
+            if let last = state.lastLog, now - last < .seconds(10) { return (false, nil) }
+            defer {
+                state.lastLog = now
+                state.refusedSinceLog = 0
+            }
+            return (false, (state.refusedSinceLog, state.total))
+        }
+        if let report {
+            // Names the source (an address, not a person); at most once per 10 s.
+            logger.warning("SIP/TCP connection limit reached; closing new connections", metadata: [
+                "source": "\(key)", "refused": "\(report.refused)", "open": "\(report.total)",
+                "limit": "\(limits.maxConnections) total, \(limits.maxConnectionsPerSource) per address"])
+        }
+        return admitted
+    }
+
+    func release(_ remote: SocketAddress?) {
+        let key = Self.sourceKey(remote)
+        state.withLock { state in
+            state.total -= 1
+            let left = state.bySource[key, default: 1] - 1
+            state.bySource[key] = left > 0 ? left : nil
+        }
+    }
+
+    var openConnections: Int { state.withLock { $0.total } }
 }
 
 /// Completes `ready` when the connection may carry SIP: at once for TCP, after the TLS
@@ -200,8 +331,9 @@ final class TCPTransport: SIPTransport {
 
     /// TCP: binds a listener. TLS (`tls` set): builds the client context; listens nowhere;
     /// `port` is then only what Via and Contact name (answers come back over the flow).
-    static func bind(host: String, port: Int, group: any EventLoopGroup, tls: TLSClientSettings? = nil) async throws
-        -> (TCPTransport, AsyncStream<InboundDatagram>, AsyncStream<TransportEvent>)
+    static func bind(host: String, port: Int, group: any EventLoopGroup, tls: TLSClientSettings? = nil,
+                     limits: StreamServerLimits = .default, logger: Logger = Logger(label: "beeldzorg.sip.tcp"))
+        async throws -> (TCPTransport, AsyncStream<InboundDatagram>, AsyncStream<TransportEvent>)
     {
         let (stream, continuation) = AsyncStream<InboundDatagram>.makeStream(bufferingPolicy: .bufferingNewest(2048))
         let (events, eventContinuation) = AsyncStream<TransportEvent>.makeStream(bufferingPolicy: .bufferingNewest(256))
@@ -217,17 +349,26 @@ final class TCPTransport: SIPTransport {
                                          tls: (context, tls.serverName))
             return (transport, stream, events)
         }
-        // Accepted connections register themselves so replies reuse them.
+        // Accepted connections register themselves so replies reuse them; over the limits
+        // they are closed at once, before any handler or buffer exists for them.
+        let admission = ConnectionAdmission(limits: limits, logger: logger)
         let server = try await ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    if let remote = channel.remoteAddress {
+                    let remote = channel.remoteAddress
+                    guard admission.admit(remote) else {
+                        channel.close(promise: nil)
+                        return
+                    }
+                    if let remote {
                         registry.accepted(remote, channel.eventLoop.makeSucceededFuture(channel))
                     }
                     try channel.pipeline.syncOperations.addHandler(
-                        StreamFramingHandler(role: .flowServer, remote: nil, continuation: continuation) {
+                        StreamFramingHandler(role: .flowServer, remote: nil, continuation: continuation,
+                                             deadlines: limits) {
                             registry.closed($0)
+                            admission.release(remote)
                         })
                 }
             }

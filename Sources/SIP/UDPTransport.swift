@@ -68,6 +68,10 @@ private final class DatagramInboundHandler: ChannelInboundHandler, Sendable {
 /// datagrams sent meanwhile are dropped (transactions retransmit). The streams live as long
 /// as the transport, not as long as one socket.
 final class UDPTransport: SIPTransport {
+    /// The largest UDP payload (the IP length field's 65,535 bytes; what the parser takes as
+    /// one message, `SIPParserLimits.maxMessageSize`).
+    static let maxDatagramSize = 65_535
+
     private struct State {
         var channel: (any Channel)?
         var closing = false
@@ -121,6 +125,9 @@ final class UDPTransport: SIPTransport {
         let handler = DatagramInboundHandler(continuation: continuation, events: events, onInactive: onInactive)
         return try await DatagramBootstrap(group: group)
             .channelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            // NIO's default allocator reads 2,048 bytes and drops the rest of a datagram; a
+            // SIP message over UDP may be as large as a datagram can be (issue 15).
+            .channelOption(ChannelOptions.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: maxDatagramSize))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(handler) }
             }

@@ -38,6 +38,9 @@ public struct UserAgentConfiguration: Sendable {
     /// milliseconds; Timer A still retransmits meanwhile. Only used with a ring timeout.
     public var silentPeerTimeout: Duration
     public var userAgentHeader: String
+    /// With `.tcp`: limits on the connections the listener accepts (count, per address, idle
+    /// and header deadlines), so a flood cannot take the daemon's descriptors.
+    public var streamServerLimits: StreamServerLimits = .default
 
     public init(
         localHost: String = "127.0.0.1", localPort: Int = 0, user: String, displayName: String? = nil,
@@ -104,6 +107,9 @@ public enum ReofferDecision: Sendable, Equatable {
 public typealias ReofferHandler = @Sendable (CallHandle, _ offer: SessionDescription, _ current: SessionDescription)
     -> ReofferDecision
 
+/// Answers an incoming MESSAGE with a status code (200 takes it).
+public typealias MessageHandler = @Sendable (SIPRequest) -> Int
+
 /// An RFC 3261 user agent over UDP on SwiftNIO: client and server INVITE transactions with
 /// retransmission, CANCEL, BYE both ways, OPTIONS. Media is not its business: callers build
 /// SDP with `MediaNegotiator` and pass it in.
@@ -145,6 +151,8 @@ public actor UserAgent {
     private var reofferHandler: ReofferHandler?
     /// Rate limit for the log line about requests refused for coming from outside the flows.
     private var untrustedLog = RefusalLog()
+    /// The owner's answer to MESSAGE requests; nil = 405.
+    private var messageHandler: MessageHandler?
 
     public init(configuration: UserAgentConfiguration, group: any EventLoopGroup, logger: Logger) {
         self.configuration = configuration
@@ -162,6 +170,12 @@ public actor UserAgent {
     public nonisolated func mediaNegotiator(audioPort: Int, videoPort: Int?) -> MediaNegotiator {
         MediaNegotiator(localAddress: configuration.localHost, audioPort: audioPort, videoPort: videoPort,
                         srtpRequired: configuration.srtpRequired)
+    }
+
+    /// Lets the owner answer MESSAGE requests (RFC 3428) with the status it returns; without
+    /// a handler they get 405. Called on this actor, so it must be quick.
+    public func setMessageHandler(_ handler: MessageHandler?) {
+        messageHandler = handler
     }
 
     /// Lets the owner answer offers in re-INVITEs (new media address, port, key or codec;
@@ -190,7 +204,8 @@ public actor UserAgent {
                 tls = TLSClientSettings(caFile: trust.caFile, serverName: trust.serverName)
             }
             let (stream, streamDatagrams, transportEvents) = try await TCPTransport.bind(
-                host: configuration.localHost, port: configuration.localPort, group: group, tls: tls)
+                host: configuration.localHost, port: configuration.localPort, group: group, tls: tls,
+                limits: configuration.streamServerLimits, logger: logger)
             (bound, datagrams) = (stream, streamDatagrams)
             streamTransport = stream
             transportEventTask = Task {
@@ -245,13 +260,14 @@ public actor UserAgent {
         to uri: String, offer: SessionDescription, ringTimeout: Duration? = nil, displayName: String? = nil
     ) -> CallHandle {
         let target = SIPNameAddress(uri)
-        let destination = target.flatMap { outboundDestination() ?? resolve($0.uri) }
+        let destination = target.flatMap { outOfDialogDestination($0.uri) }
         let callID = newCallID(toward: destination)
         let handle = CallHandle(id: nextHandle, callID: callID)
         nextHandle += 1
         guard let target, let destination else {
-            logger.warning("INVITE to unusable URI", metadata: ["uri": "\(uri)"])
-            eventContinuation.yield(.failed(handle, status: nil, reason: "invalid or unresolvable URI"))
+            let reason = target != nil && !flows.isEmpty ? "no address for the edge proxy yet (DNS)" : "invalid or unresolvable URI"
+            logger.warning("INVITE not sent", metadata: ["reason": "\(reason)"])
+            eventContinuation.yield(.failed(handle, status: nil, reason: reason))
             return handle
         }
         let branch = newBranch()
@@ -377,7 +393,7 @@ public actor UserAgent {
     /// Used to learn ahead of a press which posts are alive. With edge proxies it goes the way
     /// an INVITE would (over the flow, with a Route), since posts sit behind them.
     public func probe(_ uri: String, timeout: Duration) async -> Int? {
-        guard !stopped, let target = SIPNameAddress(uri), let destination = outboundDestination() ?? resolve(target.uri)
+        guard !stopped, let target = SIPNameAddress(uri), let destination = outOfDialogDestination(target.uri)
         else { return nil }
         let branch = newBranch()
         addressPeer = destination
@@ -547,6 +563,11 @@ public actor UserAgent {
             response.headers.add("Allow", Self.allow)
             response.headers.add("Accept", "application/sdp")
             send(response.serialized(), to: source)
+        case .message where messageHandler != nil:
+            // Only an agent whose owner asked for MESSAGEs takes them (the demo centrale);
+            // the tablet's own agent answers 405 as before.
+            let status = messageHandler?(request) ?? 405
+            send(makeResponse(to: request, status: status, toTag: randomToken(8)).serialized(), to: source)
         default:
             var response = makeResponse(to: request, status: 405, toTag: randomToken(8))
             response.headers.add("Allow", Self.allow)
@@ -860,7 +881,7 @@ public actor UserAgent {
 
     /// The address for an SDP offer's c= line to `uri` (the edge proxy's way when registered).
     public func mediaAddress(toward uri: String) -> String {
-        advertisedHost(toward: outboundDestination() ?? resolve(uri))
+        advertisedHost(toward: outOfDialogDestination(uri))
     }
 
     /// The address for the SDP answer to an incoming call: toward the edge proxy, else
@@ -1198,6 +1219,14 @@ public actor UserAgent {
         return calls.values.first { call in
             call.callID == callID && call.localTag == toTag && call.remoteTag == fromTag
         }
+    }
+
+    /// Where a request outside a dialog goes: with edge proxies always the flow's (nil while
+    /// DNS has given it no address: a post's name is then never looked up here, where a
+    /// blocking getaddrinfo would stall the actor for the resolver's whole timeout); without
+    /// edge proxies, the request URI's host.
+    func outOfDialogDestination(_ uri: String) -> SocketAddress? {
+        flows.isEmpty ? resolve(uri) : outboundDestination()
     }
 
     func resolve(_ uriString: String) -> SocketAddress? {

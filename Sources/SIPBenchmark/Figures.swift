@@ -116,7 +116,7 @@ actor Driver {
         case .cancelTimer(let timer):
             timers.removeValue(forKey: timer)?.cancel()
         case .answer, .reject, .startMedia, .stopMedia, .stopVideo, .playPrompt, .playTone, .stopTone, .setIndicator,
-             .callLog, .queueCallbackRequest:
+             .callLog, .queueCallbackRequest, .centraleReached:
             break
         }
     }

@@ -54,10 +54,15 @@ final class ChildLines: Sendable {
     func skipAll() { state.withLock { $0.consumed = $0.lines.count } }
 
     func next(_ prefix: String, timeout: Duration) async -> ContinuousClock.Instant? {
+        await next(timeout: timeout) { $0.hasPrefix(prefix) }
+    }
+
+    /// The first line not yet consumed that `matches`, and when it was read.
+    func next(timeout: Duration, _ matches: @escaping (String) -> Bool) async -> ContinuousClock.Instant? {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             let found = state.withLock { state -> ContinuousClock.Instant? in
-                guard let index = state.lines[state.consumed...].firstIndex(where: { $0.0.hasPrefix(prefix) }) else {
+                guard let index = state.lines[state.consumed...].firstIndex(where: { matches($0.0) }) else {
                     return nil
                 }
                 state.consumed = index + 1
@@ -182,11 +187,19 @@ func linkBenchmark() async {
     try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
     let password = "bench-\(tag)"
     try? "\(password)\n".write(toFile: "\(directory)/password", atomically: true, encoding: .utf8)
+    // --dns: the edge proxy is a name (`sip:edge.bench.test`, SRV `_sip._udp`) answered by
+    // Debian's dnsmasq inside the namespace (issue 16), so link up → registered includes the
+    // re-resolution a network change starts; then DNS failure → first retry.
+    let dns = flag("dns")
+    let resolverDirectory = "/etc/netns/\(namespace)"
     var kamailio: Spawned?
     var child: Spawned?
+    var resolver: Spawned?
     defer {
         child?.stop()
+        resolver?.stop()
         kamailio?.stop()
+        if dns { try? FileManager.default.removeItem(atPath: resolverDirectory) }
         command([ip, "netns", "del", namespace])
         try? FileManager.default.removeItem(atPath: directory)
     }
@@ -214,8 +227,31 @@ func linkBenchmark() async {
 
     // The registering side: this very executable, `register` mode, inside the namespace, with
     // the daemon's defaults (keepalive 25 s, T1 500 ms, backoff 2 s) and the netlink watcher.
+    func startResolver(_ records: [String]) -> ChildLines? {
+        resolver?.stop()
+        resolver = Spawned([ip, "netns", "exec", namespace, "/usr/sbin/dnsmasq", "-k", "--conf-file=/dev/null",
+                            "--no-resolv", "--no-hosts", "--pid-file=", "--listen-address=127.0.0.1",
+                            "--bind-interfaces", "--port=53", "--user=root", "--local-ttl=60", "--log-queries",
+                            "--log-facility=-"] + records)
+        return resolver.map { ChildLines(fd: $0.stdoutRead) }
+    }
+    var proxy = "sip:\(subnet).1:\(port)"
+    if dns {
+        // `ip netns exec` bind-mounts this over /etc/resolv.conf for what it runs.
+        try? FileManager.default.createDirectory(atPath: resolverDirectory, withIntermediateDirectories: true)
+        try? "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n"
+            .write(toFile: "\(resolverDirectory)/resolv.conf", atomically: true, encoding: .utf8)
+        guard let log = startResolver(["--srv-host=_sip._udp.edge.bench.test,edge1.bench.test,\(port),10,0",
+                                       "--host-record=edge1.bench.test,\(subnet).1"]),
+              await log.next(timeout: .seconds(5), { $0.contains("started") }) != nil
+        else {
+            say("cannot start dnsmasq (apt-get install dnsmasq-base)")
+            return
+        }
+        proxy = "sip:edge.bench.test"
+    }
     let me = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().path
-    child = Spawned([ip, "netns", "exec", namespace, me, "register", "--proxy", "sip:\(subnet).1:\(port)",
+    child = Spawned([ip, "netns", "exec", namespace, me, "register", "--proxy", proxy,
                      "--user", "tablet", "--domain", "beeldzorg.test", "--password-file", "\(directory)/password",
                      "--local-host", "\(subnet).2", "--watch-network"])
     guard let registering = child else {
@@ -243,6 +279,32 @@ func linkBenchmark() async {
         try? await Task.sleep(for: .seconds(1))
     }
     say("link up → 200 OK to REGISTER (UDP, Kamailio with digest auth on the other end of a veth pair, "
-        + "link down for \(outage), netlink watcher on, daemon defaults): \(summary(samples))")
+        + "link down for \(outage), netlink watcher on, daemon defaults\(dns ? ", proxy by SRV from dnsmasq" : "")): "
+        + summary(samples))
+    if dns {
+        // DNS that answers "no such name": each failed lookup (SRV, then A and AAAA of the
+        // name) is followed by the next after the retry delay (1 s for the first ten).
+        guard let log = startResolver(["--address=/bench.test/"]),
+              await log.next(timeout: .seconds(5), { $0.contains("started") }) != nil
+        else {
+            say("cannot restart dnsmasq")
+            return
+        }
+        // A network change asks DNS again at once (the cached answer's TTL is 60 s).
+        command([ip, "netns", "exec", namespace, "ip", "link", "set", tabletInterface, "down"])
+        command([ip, "netns", "exec", namespace, "ip", "link", "set", tabletInterface, "up"])
+        var retries: [Double] = []
+        for _ in 0..<min(rounds, 9) {
+            guard await log.next(timeout: .seconds(10), { $0.contains("query[AAAA] edge.bench.test") }) != nil,
+                  let failed = await log.next(timeout: .seconds(5), { $0.contains("edge.bench.test is NXDOMAIN") }),
+                  let retried = await log.next(timeout: .seconds(10), { $0.contains("query[SRV] _sip._udp.edge.bench.test") })
+            else {
+                say("no retry seen; dnsmasq said:\n\(log.text.suffix(2000))")
+                break
+            }
+            retries.append(milliseconds(retried - failed))
+        }
+        say("DNS failure (NXDOMAIN for SRV, A and AAAA) → first retry: \(summary(retries))")
+    }
     say("host: \(ProcessInfo.processInfo.activeProcessorCount) cores, load \(hostLoad()), debug build: \(isDebugBuild)")
 }

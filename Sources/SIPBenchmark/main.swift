@@ -31,7 +31,8 @@ func usage() -> Never {
     let text = """
     usage: sip-benchmark invite [--iterations N]      button event → INVITE written (p50/p99)
            sip-benchmark setup [--iterations N]       press → 180 and → 200, 0 and 1 dead post
-           sip-benchmark link [--iterations N]        link up → 200 OK to REGISTER (root; netns, Kamailio)
+           sip-benchmark link [--iterations N] [--dns] link up → 200 OK to REGISTER (root; netns, Kamailio);
+                                  --dns: the proxy by SRV from dnsmasq, then DNS failure → first retry
            sip-benchmark register --proxy URI --user U --domain D --password-file F --local-host IP
                                   [--transport udp|tcp] [--watch-network] [--backoff-ms N]
                                   [--keepalive-ms N] [--expires S] [--t1-ms N]

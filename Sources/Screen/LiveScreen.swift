@@ -24,6 +24,7 @@ public final class LiveScreen: Sendable {
         var photo: ScreenImage?
         var remote: VideoFrame?
         var selfView: VideoFrame?
+        var needsService = false
         var stopped = false
     }
     private let inputs = Mutex(Inputs())
@@ -108,6 +109,13 @@ public final class LiveScreen: Sendable {
         wakeUp.signal()
     }
 
+    /// The daemon cannot start (a configuration fault): from now on the screen says so and
+    /// nothing else.
+    public func showNeedsService() {
+        inputs.withLock { $0.needsService = true }
+        wakeUp.signal()
+    }
+
     /// The incoming call will be answered automatically after `seconds`: show the countdown.
     public func autoAnswer(afterSeconds seconds: Int) {
         inputs.withLock { $0.autoAnswerAt = Date().addingTimeInterval(TimeInterval(seconds)) }
@@ -137,6 +145,7 @@ public final class LiveScreen: Sendable {
 
     private func currentModel(now: Date) -> ScreenModel {
         let snapshot = inputs.withLock { $0 }
+        if snapshot.needsService { return .needsService(texts: texts) }
         let context = ScreenModel.Context(now: now, timeZone: timeZone, lastActivity: snapshot.lastActivity,
                                           dimAfter: dimAfter, autoAnswerAt: snapshot.autoAnswerAt, photo: snapshot.photo,
                                           remote: snapshot.remote, selfView: snapshot.selfView)

@@ -8,7 +8,7 @@ public import Foundation
 /// time for the reference images. All words come from `ScreenTexts`.
 public enum ScreenModel: Sendable, Equatable {
     public enum Notice: String, Sendable, Equatable {
-        case ended, unreachable, connectionLost, noNetwork, fault
+        case ended, unreachable, connectionLost, noNetwork, fault, needsService
     }
 
     /// The clock, the date and what the button does; `dimmed` after a quiet while.
@@ -23,6 +23,13 @@ public enum ScreenModel: Sendable, Equatable {
     case inCall(label: String?, remote: VideoFrame?, selfView: VideoFrame?)
     /// Something the client should know: what happened and what the tablet does next.
     case notice(Notice, headline: String, next: String?)
+
+    /// The daemon cannot start for a configuration fault and stays up only to say so: the
+    /// button does nothing, so the client is told to use another telephone.
+    public static func needsService(texts: ScreenTexts) -> ScreenModel {
+        .notice(.needsService, headline: texts.text(ScreenTexts.Key.needsService),
+                next: texts.text(ScreenTexts.Key.needsServiceNext))
+    }
 
     /// One pulse of the calling animation lasts this many steps of 100 ms.
     public static let animationSteps = 30
@@ -74,7 +81,7 @@ public enum ScreenModel: Sendable, Equatable {
                 dimmed = quiet >= Double(dimAfter.components.seconds) + Double(dimAfter.components.attoseconds) / 1e18
             }
             self = .idle(clock: clock, date: date, sentence: texts.text(S.idle),
-                         note: status.callbackPending ? texts.text(S.callbackPending) : nil, dimmed: dimmed)
+                         note: Self.callbackNote(status.callback, context: context, texts: texts), dimmed: dimmed)
         case .callingCentrale, .ringingOut:
             let tenths = Int((context.now.timeIntervalSinceReferenceDate * 10).rounded(.down))
             let step = ((tenths % Self.animationSteps) + Self.animationSteps) % Self.animationSteps
@@ -95,12 +102,38 @@ public enum ScreenModel: Sendable, Equatable {
         case .ending:
             self = .notice(.ended, headline: texts.text(K.callEnded), next: nil)
         case .unreachable:
-            self = .notice(.unreachable, headline: texts.text(K.centraleUnreachable), next: texts.text(S.unreachableNext))
+            // What happens with the callback request, once there is one; else what the client can do.
+            self = .notice(.unreachable, headline: texts.text(K.centraleUnreachable),
+                           next: Self.callbackNote(status.callback, context: context, texts: texts)
+                               ?? texts.text(S.unreachableNext))
         case .connectionLost:
             // What happened, and what the button does now (the same sentence as at rest).
             self = .notice(.connectionLost, headline: texts.text(K.connectionLost), next: texts.text(S.idle))
         case .fault:
+            // The call flow's fault is a stuck button or a lost network (or both: the button,
+            // which the client can do something about, first).
+            if !status.buttonStuck && !status.networkUp {
+                self = .notice(.noNetwork, headline: texts.text(K.noNetwork), next: nil)
+                return
+            }
             self = .notice(.fault, headline: texts.text(K.buttonStuck), next: nil)
+        }
+    }
+
+    /// The sentence about callback requests: the tablet keeps trying while the centrale has not
+    /// acknowledged one; only after it did, "De centrale belt u terug" with since when (hh:mm).
+    static func callbackNote(_ promise: CallbackPromise, context: Context, texts: ScreenTexts) -> String? {
+        switch promise {
+        case .none:
+            return nil
+        case .trying:
+            return texts.text(PromptCatalog.Key.callbackTrying)
+        case .promised(let since):
+            var calendar = Calendar(identifier: .gregorian)
+            calendar.timeZone = context.timeZone
+            let parts = calendar.dateComponents([.hour, .minute], from: Date(timeIntervalSince1970: since.secondsSince1970))
+            return texts.text(ScreenTexts.Key.callbackPending,
+                              ["tijd": String(format: "%02d:%02d", parts.hour ?? 0, parts.minute ?? 0)])
         }
     }
 

@@ -104,7 +104,7 @@ public struct ScreenRenderer: Sendable {
             switch kind {
             case .ended, .noNetwork: background = Colour.background
             case .unreachable, .connectionLost: background = Colour.warningBackground
-            case .fault: background = Colour.faultBackground
+            case .fault, .needsService: background = Colour.faultBackground
             }
             image.fill(Rect(x: 0, y: 0, width: image.width, height: image.height), with: background)
             var y = px(180)

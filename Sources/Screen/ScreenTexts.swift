@@ -13,9 +13,13 @@ public struct ScreenTexts: Sendable, Equatable {
         public static let inCall = "screen_in_call"
         public static let weekdays = "screen_weekdays"
         public static let months = "screen_months"
+        /// The daemon cannot start (a configuration fault): what is wrong, what to do.
+        public static let needsService = "screen_needs_service"
+        public static let needsServiceNext = "screen_needs_service_next"
 
         public static let required: [String] = [
             idle, ringing, unreachableNext, callbackPending, inCall, weekdays, months,
+            needsService, needsServiceNext,
         ]
     }
 

@@ -9,7 +9,7 @@ internal import GRDB
 /// checked with `json_valid`, and foreign keys are declared (GRDB turns enforcement on for
 /// every connection).
 enum Schema {
-    static let migrationNames = ["v1-initial", "v2-liveness"]
+    static let migrationNames = ["v1-initial", "v2-liveness", "v3-callback-delivery"]
 
     static var migrator: DatabaseMigrator {
         var migrator = DatabaseMigrator()
@@ -115,6 +115,32 @@ enum Schema {
                     DROP TABLE callRecord;
                     ALTER TABLE callRecord_v2 RENAME TO callRecord;
                     CREATE INDEX callRecord_startedAt ON callRecord(startedAt);
+                    """)
+        }
+        // Issue 19 (a callback promise that is true): where each callback request stands in
+        // its delivery to the centrale over SIP (pending until a 2xx to its MESSAGE, then
+        // acknowledged; cleared once the centrale called or was reached), what the MESSAGE
+        // carries (the press, the posts tried), and the call that was the callback
+        // (`callRecord.callbackRequestID`). Requests from before this migration were promised
+        // under the old rule and delivered to the organisation's server only; they are marked
+        // cleared so an update does not send stale requests to the centrale.
+        migrator.registerMigration("v3-callback-delivery") { db in
+            try db.execute(
+                sql: """
+                    ALTER TABLE callbackRequest ADD COLUMN pressedAt DATETIME;
+                    ALTER TABLE callbackRequest ADD COLUMN postsTried TEXT NOT NULL DEFAULT '[]'
+                        CHECK (json_valid(postsTried) AND json_type(postsTried) = 'array');
+                    ALTER TABLE callbackRequest ADD COLUMN deliveryState TEXT NOT NULL DEFAULT 'pending'
+                        CHECK (deliveryState IN ('pending', 'acknowledged', 'cleared'));
+                    ALTER TABLE callbackRequest ADD COLUMN acknowledgedAt DATETIME;
+                    ALTER TABLE callbackRequest ADD COLUMN acknowledgedBy TEXT
+                        CHECK (acknowledgedBy IS NULL OR acknowledgedBy IN ('primary', 'fallback'));
+                    ALTER TABLE callbackRequest ADD COLUMN escalatedAt DATETIME;
+                    ALTER TABLE callbackRequest ADD COLUMN clearedAt DATETIME;
+                    UPDATE callbackRequest SET deliveryState = 'cleared', clearedAt = createdAt;
+                    ALTER TABLE callRecord ADD COLUMN callbackRequestID TEXT
+                        REFERENCES callbackRequest(id) ON DELETE SET NULL;
+                    CREATE INDEX callbackRequest_deliveryState ON callbackRequest(deliveryState);
                     """)
         }
         return migrator

@@ -178,7 +178,7 @@ extension BeeldzorgStore {
             arguments: [retention.maxCallRecords])
         removed += db.changesCount
         try db.execute(
-            sql: "DELETE FROM callbackRequest WHERE delivered = 1 AND createdAt < ?",
+            sql: "DELETE FROM callbackRequest WHERE delivered = 1 AND deliveryState = 'cleared' AND createdAt < ?",
             arguments: [cutoff])
         return removed
     }

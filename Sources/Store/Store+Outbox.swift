@@ -7,18 +7,22 @@ extension BeeldzorgStore {
     /// Queues a request for the centrale to call back (nobody could be reached), and an
     /// outbox item that carries it to the server; one durable transaction.
     @discardableResult
+    /// `pressedAt` and `postsTried` are what its MESSAGE to the centrale carries
+    /// (`Store+CallbackDelivery.swift`); the request starts pending delivery there.
     public func enqueueCallbackRequest(
-        id: String = UUID().uuidString.lowercased(), reason: String, callID: String?, at: Date
+        id: String = RandomIdentifier.string(), reason: String, callID: String?, pressedAt: Date? = nil,
+        postsTried: [String] = [], at: Date
     ) throws -> CallbackRequest {
         let request = CallbackRequest(
             id: id, createdAt: at, reason: reason, callID: callID, delivered: false)
+        let posts = String(decoding: try JSONEncoder().encode(postsTried), as: UTF8.self)
         try writer.write { db in
             try db.execute(
                 sql: """
-                    INSERT INTO callbackRequest (id, createdAt, reason, callID, delivered)
-                    VALUES (?, ?, ?, ?, 0)
+                    INSERT INTO callbackRequest (id, createdAt, reason, callID, delivered, pressedAt, postsTried)
+                    VALUES (?, ?, ?, ?, 0, ?, ?)
                     """,
-                arguments: [id, at, reason, callID])
+                arguments: [id, at, reason, callID, pressedAt ?? at, posts])
             try Self.enqueueOutbox(
                 db: db, id: id, kind: .callbackRequest,
                 payload: try UploadCoding.encode(request), at: at)

@@ -17,7 +17,7 @@ struct BeeldzorgCtl: AsyncParsableCommand {
         version: BeeldzorgCtl.version,
         subcommands: [StatusCommand.self, CallsCommand.self, ContactsCommand.self, PressCommand.self, DemoCommand.self,
                       DoctorCommand.self, TestCommand.self, LogsCommand.self, FactoryResetCommand.self,
-                      ProvisionCommand.self, ScreenshotCommand.self]
+                      ProvisionCommand.self, ScreenshotCommand.self, VolumeCommand.self]
     )
 
     static let version = "0.1.0"

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Control
 import Foundation
 import Store
 
@@ -10,7 +11,11 @@ struct CallsCommand: ParsableCommand {
         discussion: """
             Times are the tablet's local time in the table and UTC (ISO 8601) in --json. \
             TALK is the time from answer to hang-up. UPLOAD says whether the server has \
-            the record yet.
+            the record yet. Asks beeldzorgd (root or the beeldzorg-tech group); while it is \
+            stopped, reads the database directly (root).
+
+            Exit status: 0 listed; 1 no database or it cannot be read; 4 not allowed (not root \
+            or beeldzorg-tech, or beeldzorgd is stopped and you are not root).
             """
     )
 
@@ -31,8 +36,9 @@ struct CallsCommand: ParsableCommand {
     }
 
     func run() throws {
-        let store = try options.openStore()
-        let calls = try store.recentCalls(limit: limit, since: since?.date(now: Date()))
+        let from = since?.date(now: Date())
+        let calls = try options.askDaemon(ControlRequest(cmd: .calls, limit: limit, since: from), as: [CallRecord].self)
+            ?? options.openStore().recentCalls(limit: limit, since: from)
         if options.json {
             print(try Self.json(calls))
         } else {

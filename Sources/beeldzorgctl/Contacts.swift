@@ -1,24 +1,58 @@
 import ArgumentParser
+import Control
 import Foundation
 import Store
 
-/// Where the technician commands that read the store find it. They open it read-only and
-/// never migrate or repair it; beeldzorgd owns the file.
+/// Where the technician commands that read personal data (`calls`, `contacts`) get it: from
+/// beeldzorgd over its control socket, which answers root and the beeldzorg-tech group (the
+/// daemon checks the caller's credentials), so `tech` needs no access to the 0700 state
+/// directory; only when the daemon is not running is the database opened directly (read-only,
+/// never migrated or repaired; that needs root on the image).
 struct DatabaseOptions: ParsableArguments {
     static let defaultPath = "/var/lib/beeldzorg/beeldzorg.sqlite"
 
-    @Option(name: .long, help: "The tablet's database (read-only).")
+    @Option(name: .long, help: "The tablet's database, read directly only while beeldzorgd is not running.")
     var database: String = ProcessInfo.processInfo.environment["BEELDZORG_DATABASE"] ?? DatabaseOptions.defaultPath
+
+    @Option(name: .long, help: "The daemon's control socket, asked first.")
+    var socket: String = ProcessInfo.processInfo.environment["BEELDZORG_CONTROL_SOCKET"] ?? ControlProtocol.defaultSocketPath
 
     @Flag(name: .long, help: "Print a JSON array instead of a table.")
     var json = false
+
+    /// The daemon's answer, or nil when beeldzorgd is not running (the caller then reads the
+    /// file). A refusal is one sentence and exit 4 (not allowed) or 1.
+    func askDaemon<T: Decodable>(_ request: ControlRequest, as type: T.Type) throws -> T? {
+        do {
+            let response = try ControlClient(socketPath: socket, timeout: .seconds(10)).send(request)
+            guard response.ok else {
+                let error = response.error ?? ControlError(.internal, "unknown error")
+                fail(error.message)
+                throw error.code == .forbidden ? ExitCode(4) : ExitCode(1)
+            }
+            return try response.decodeResult(T.self)
+        } catch let failure as ControlClient.Failure {
+            switch failure {
+            case .daemonNotRunning:
+                return nil
+            case .permissionDenied:
+                fail("\(failure.description) (run as root or a member of the beeldzorg-tech group)")
+                throw ExitCode(4)
+            case .io:
+                fail("\(failure.description)")
+                throw ExitCode(1)
+            }
+        }
+    }
 
     /// Opens the store read-only, or prints one sentence and exits: 1 when the file is
     /// missing or not a beeldzorgd database, 4 when it may not be read.
     func openStore() throws -> BeeldzorgStore {
         let fm = FileManager.default
-        if fm.fileExists(atPath: database), !fm.isReadableFile(atPath: database) {
-            fail("no permission to read \(database) (run as root or a member of the beeldzorg-tech group)")
+        let directory = (database as NSString).deletingLastPathComponent
+        if access(directory, X_OK) != 0 && errno == EACCES
+            || fm.fileExists(atPath: database) && !fm.isReadableFile(atPath: database) {
+            fail("beeldzorgd is not running (no answer on \(socket)), and without it \(database) may only be read by root; start beeldzorgd (`systemctl start beeldzorgd`) or run as root")
             throw ExitCode(4)
         }
         do {
@@ -43,16 +77,19 @@ struct ContactsCommand: ParsableCommand {
         commandName: "contacts",
         abstract: "List the contacts stored on this tablet, in the order the client sees them.",
         discussion: """
-            Only these contacts can call the tablet. Reads the database directly, so it works \
-            while beeldzorgd is stopped.
+            Only these contacts can call the tablet. Asks beeldzorgd (root or the beeldzorg-tech \
+            group); while it is stopped, reads the database directly (root).
+
+            Exit status: 0 listed; 1 no database or it cannot be read; 4 not allowed (not root \
+            or beeldzorg-tech, or beeldzorgd is stopped and you are not root).
             """
     )
 
     @OptionGroup var options: DatabaseOptions
 
     func run() throws {
-        let store = try options.openStore()
-        let contacts = try store.contacts()
+        let contacts = try options.askDaemon(ControlRequest(cmd: .contacts), as: [Contact].self)
+            ?? options.openStore().contacts()
         if options.json {
             print(try Self.json(contacts))
         } else {

@@ -167,8 +167,18 @@ struct Doctor {
                      fix: "The clock is wrong, so TLS certificates will be refused. Check `timedatectl status` and that the network's time server (NTP) is reachable.")
     }
 
+    /// The phase of a daemon that did not start for a configuration fault and only says so
+    /// (`NeedsServiceMode` in the daemon): it holds no devices and registers nowhere.
+    static let needsServicePhase = "needsService"
+
     func daemonChecks(_ daemon: DaemonState, socket: String) -> [Check] {
         switch daemon {
+        case .running(let report) where report.call.phase == Self.needsServicePhase:
+            let faults = report.faults.filter { $0.hasPrefix("configuration: ") }.map { String($0.dropFirst("configuration: ".count)) }
+            return [Check(
+                name: "daemon", ok: false,
+                detail: "beeldzorgd \(report.daemon.version) did not start: it needs service (the screen says so, the button calls nobody): \(faults.joined(separator: "; "))",
+                fix: "Correct what is named above, check with `beeldzorgd --check-config`, then `systemctl restart beeldzorgd`.")]
         case .running(let report):
             var checks = [Check(
                 name: "daemon", ok: report.call.phase != "fault",
@@ -207,6 +217,15 @@ struct Doctor {
                          fix: "The damaged file was moved aside (see above). Restart beeldzorgd; if it keeps happening, the storage may be failing.")
         }
         let fm = FileManager.default
+        if case .running(let report) = daemon, !fm.isReadableFile(atPath: path) {
+            // tech cannot open the 0700 state directory; the daemon, which owns the file, can.
+            return Check(name: name, ok: true, detail: "\(report.store.path): healthy (reported by beeldzorgd)")
+        }
+        let directory = (path as NSString).deletingLastPathComponent
+        if access(directory, X_OK) != 0 && errno == EACCES {
+            return Check(name: name, ok: false, detail: "\(directory) is closed to you and beeldzorgd is not running to report on \(path)",
+                         fix: "Start beeldzorgd (`systemctl start beeldzorgd`) or run doctor as root.")
+        }
         guard fm.fileExists(atPath: path) else {
             return Check(name: name, ok: false, detail: "no database at \(path)",
                          fix: provisioned
@@ -264,6 +283,11 @@ struct Doctor {
                             fix: cameraFix))
         guard let configuration else { return checks }
 
+        // A needs-service daemon holds no devices: doctor opens them itself.
+        var daemon = daemon
+        if case .running(let report) = daemon, report.call.phase == Self.needsServicePhase {
+            daemon = .notRunning("needs service")
+        }
         switch daemon {
         case .running(let report) where report.call.phase != "idle":
             let note = "not tested: a call is in progress (\(report.call.phase)); run doctor again afterwards"

@@ -17,8 +17,11 @@ struct FactoryResetCommand: ParsableCommand {
             without a terminal it refuses unless --yes is given. Start beeldzorgd again (or \
             provision the tablet) afterwards.
 
-            Exit status: 0 everything was wiped; 1 something could not be removed (listed); \
-            2 not confirmed; 64 wrong usage.
+            Needs root on the tablet: as anyone else (tech included) it refuses before \
+            touching anything, saying what it could not do, and exits 4.
+
+            Exit status: 0 everything was wiped; 1 something could not be removed or looked \
+            at (listed); 2 not confirmed; 4 not root; 64 wrong usage.
             """
     )
 
@@ -57,6 +60,17 @@ struct FactoryResetCommand: ParsableCommand {
     }
 
     func run() throws {
+        // As tech the state directory (0700 beeldzorg), the credentials and the journal are out
+        // of reach and systemctl stop is refused: erasing nothing and saying "done" would send
+        // the tablet to the next client with the last one's data on it.
+        if isRealRoot && geteuid() != 0 {
+            fail("""
+                factory-reset must run as root: as \(Self.userName) it cannot stop beeldzorgd, cannot \
+                look into \(Self.stateDirectory) (the call log, contacts) or \(Self.credentialsDirectory) \
+                (SIP password, provisioning token), and cannot remove the journal. Nothing was erased.
+                """, code: "permission-denied")
+            throw ExitStatus.permissionDenied
+        }
         if !yes {
             guard isatty(STDIN_FILENO) != 0 else {
                 report("refusing: there is no terminal to confirm on; add --yes to erase without asking")
@@ -139,6 +153,11 @@ struct FactoryResetCommand: ParsableCommand {
         var paths: [String] = []
         switch target {
         case .contents(let directory):
+            var st = stat()
+            if stat(directory, &st) != 0 && errno != ENOENT || stat(directory, &st) == 0 && access(directory, R_OK | X_OK) != 0 {
+                // Not "no files": the files may well be there.
+                return ([], [Step(action: "look into \(directory)", ok: false, detail: String(cString: strerror(EACCES)))])
+            }
             let entries = (try? fm.contentsOfDirectory(atPath: directory)) ?? []
             paths = entries.sorted().map { "\(directory)/\($0)" }
         case .database(let file):
@@ -189,6 +208,22 @@ struct FactoryResetCommand: ParsableCommand {
         let absent = message.contains("not loaded") || message.contains("not found") || message.contains("not been booted with systemd")
             || message.contains("Failed to connect to bus")
         return Step(action: action, ok: absent, detail: absent ? "skipped: \(message)" : message)
+    }
+
+    static var userName: String {
+        getpwuid(geteuid()).map { String(cString: $0.pointee.pw_name) } ?? "uid \(geteuid())"
+    }
+
+    private func fail(_ message: String, code: String) {
+        if json {
+            let object: [String: Any] = ["ok": false, "error": ["code": code, "message": message]]
+            if let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) {
+                print(String(decoding: data, as: UTF8.self))
+            }
+        } else {
+            var standardError = FileHandle.standardError
+            print("beeldzorgctl: \(message)", to: &standardError)
+        }
     }
 
     private func report(_ message: String) {

@@ -13,7 +13,9 @@ struct LogsCommand: ParsableCommand {
             systemd-journal (or adm) group.
 
             Exit status: journalctl's own (0 on success); 1 when journalctl is not installed \
-            or this machine keeps no journal; 64 wrong usage.
+            or this machine keeps no journal; 4 when you may not read the system journal (not \
+            root, not in systemd-journal or adm; the image's tech is in systemd-journal); 64 \
+            wrong usage.
             """
     )
 
@@ -55,7 +57,25 @@ struct LogsCommand: ParsableCommand {
         return arguments
     }
 
+    /// Groups whose members journalctl lets read the system journal (besides root).
+    static let journalGroups = ["systemd-journal", "adm", "wheel"]
+
+    /// Nil when this user may read the system journal; else why not. journalctl itself would
+    /// show such a user only their own entries (none of beeldzorgd's) and exit 0.
+    static func journalRefusal() -> String? {
+        if geteuid() == 0 { return nil }
+        let count = getgroups(0, nil)
+        var groups = [gid_t](repeating: 0, count: Int(max(count, 0)))
+        let got = getgroups(count, &groups)
+        let mine = Set(groups.prefix(Int(max(got, 0))) + [getegid()])
+        let allowed = journalGroups.compactMap { getgrnam($0)?.pointee.gr_gid }
+        if allowed.contains(where: mine.contains) { return nil }
+        let user = getpwuid(geteuid()).map { String(cString: $0.pointee.pw_name) } ?? "uid \(geteuid())"
+        return "\(user) may not read the system journal, so beeldzorgd's log would come out empty: run as root, or log in as a member of the systemd-journal group (the image's tech account is one)"
+    }
+
     func run() throws {
+        if let refusal = Self.journalRefusal() { fail(refusal, status: 4) }
         guard let journalctl = Self.findExecutable("journalctl") else {
             fail("journalctl is not installed here, so there is no systemd journal to read; run beeldzorgd in a terminal (`beeldzorgd --console`) to see its messages")
         }
@@ -69,7 +89,7 @@ struct LogsCommand: ParsableCommand {
         fail("cannot run \(journalctl): \(String(cString: strerror(errno)))")
     }
 
-    private func fail(_ message: String) -> Never {
+    private func fail(_ message: String, status: Int32 = 1) -> Never {
         if json {
             let object: [String: Any] = ["ok": false, "error": ["code": "no-journal", "message": message]]
             if let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) {
@@ -79,7 +99,7 @@ struct LogsCommand: ParsableCommand {
             var standardError = FileHandle.standardError
             print("beeldzorgctl: \(message)", to: &standardError)
         }
-        Foundation.exit(1)
+        Foundation.exit(status)
     }
 
     static func findExecutable(_ name: String) -> String? {

@@ -227,6 +227,15 @@ struct ProvisionSetupCommand: ParsableCommand {
         unlink(temporary)
         let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL, 0o600)
         guard fd >= 0 else { throw ValidationError("cannot create \(temporary): \(String(cString: strerror(errno)))") }
+        // Run as root on the tablet: the secret is the daemon's (user beeldzorg, which alone may
+        // read it; beeldzorgd refuses a token it does not own at start).
+        if geteuid() == 0, let owner = getpwnam("beeldzorg") {
+            guard fchown(fd, owner.pointee.pw_uid, owner.pointee.pw_gid) == 0 else {
+                close(fd)
+                unlink(temporary)
+                throw ValidationError("cannot give \(temporary) to beeldzorg: \(String(cString: strerror(errno)))")
+            }
+        }
         let bytes = Array(text.utf8)
         let written = write(fd, bytes, bytes.count)
         fsync(fd)

@@ -45,7 +45,7 @@ func crashLoop(path: String) throws -> Never {
     }
     let posts = ["sip:post1@centrale.example", "sip:post2@centrale.example"]
     while true {
-        let id = UUID().uuidString.lowercased()
+        let id = RandomIdentifier.string()
         let now = Date()
         try store.recordCallStarted(
             id: id, direction: .outgoing, peerURI: posts[0], peerName: "Centrale", at: now)
@@ -59,7 +59,7 @@ func bench(directory: String, count: Int) throws {
     try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
     print("calls: \(count) (each = 2 commits: recordCallStarted + recordEnded with outbox row)")
     for durability in [StoreDurability.normal, .full] {
-        let path = directory + "/bench-\(durability.rawValue)-\(UUID().uuidString).sqlite"
+        let path = directory + "/bench-\(durability.rawValue)-\(RandomIdentifier.string()).sqlite"
         let store = try BeeldzorgStore(path: path, options: StoreOptions(durability: durability))
         let clock = ContinuousClock()
         let start = clock.now

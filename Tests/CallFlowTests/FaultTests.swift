@@ -12,7 +12,8 @@ struct FaultTests {
             .on(.network(up: false), [], phase: .fault),
             .on(
                 .shortPress,
-                startsCalling(rec(1), prompt: .noNetwork) + [.sendInvite(out(1), postA), .sendInvite(out(2), postB)],
+                startsCalling(rec(1), prompt: .noNetwork) + [.queueCallbackRequest(rec(1), postsTried: [], reason: "pressed without network"),
+                                                              .sendInvite(out(1), postA), .sendInvite(out(2), postB)],
                 phase: .callingCentrale
             ),
             // The SIP layer fails both at once; without a network that proves nothing about the
@@ -28,9 +29,57 @@ struct FaultTests {
                 .cancelTimer(.overallDeadline(rec(1))), .cancelTimer(.reassurance(rec(1))),
                 .playPrompt(.connected),
                 .setIndicator(.inCall),
+                .centraleReached(rec(1)),  // the request the press queued is cleared
             ], phase: .inCall),
         ])
         #expect(h.flow.status.legsInFlight == [out(4)])
+    }
+
+    @Test("issue 16: a press offline queues the callback request at once; the network returns before the deadline and the tablet calls by itself")
+    func offlinePressQueuesCallbackAndCallsWhenTheNetworkReturns() {
+        var h = Harness(config(posts: [postA]))
+        h.run([
+            .on(.network(up: false), [.setIndicator(.fault)], phase: .fault),
+            .on(.shortPress, startsCalling(rec(1), prompt: .noNetwork)
+                + [.queueCallbackRequest(rec(1), postsTried: [], reason: "pressed without network"), .sendInvite(out(1), postA)],
+                phase: .callingCentrale),
+            .on(.failed(out(1), code: nil, reason: "no route"), [], phase: .callingCentrale),
+        ])
+        #expect(h.flow.status.callbackPending)
+        h.run([
+            .on(.network(up: true), [.sendInvite(out(2), postA)], phase: .callingCentrale),
+            .on(.answered(out(2)), [
+                .callLog(.answered(rec(1), peer: "a")),
+                .startMedia(out(2)),
+                .cancelTimer(.overallDeadline(rec(1))), .cancelTimer(.reassurance(rec(1))),
+                .playPrompt(.connected),
+                .setIndicator(.inCall),
+                .centraleReached(rec(1)),  // the request the press queued is cleared
+            ], phase: .inCall),
+        ])
+    }
+
+    @Test("issue 16: offline from press to deadline: one callback request, at the press")
+    func offlineUntilDeadlineQueuesOneCallbackRequest() {
+        var h = Harness(config(posts: [postA]))
+        h.run([
+            .on(.network(up: false), [.setIndicator(.fault)], phase: .fault),
+            .on(.shortPress, startsCalling(rec(1), prompt: .noNetwork)
+                + [.queueCallbackRequest(rec(1), postsTried: [], reason: "pressed without network"), .sendInvite(out(1), postA)],
+                phase: .callingCentrale),
+            .on(.failed(out(1), code: nil, reason: "no route"), [], phase: .callingCentrale),
+        ])
+        while h.pendingTimers.first == .reassurance(rec(1)) { h.fireNext() }
+        h.run([
+            .fire(.overallDeadline(rec(1)), [
+                .cancelTimer(.reassurance(rec(1))),
+                .playPrompt(.centraleUnreachable),
+                .setIndicator(.unreachable),
+                .callLog(.ended(rec(1), outcome: .unreachable, postsTried: ["a"], reason: "deadline reached")),
+                .scheduleTimer(.screenTimeout(rec(1)), after: .seconds(10)),
+            ], phase: .unreachable),
+        ])
+        #expect(h.flow.status.callbackPending)
     }
 
     @Test("no network for the whole attempt: the deadline gives unreachable and a queued callback")
@@ -50,7 +99,7 @@ struct FaultTests {
                 .playPrompt(.centraleUnreachable),
                 .setIndicator(.unreachable),
                 .callLog(.ended(rec(1), outcome: .unreachable, postsTried: ["a"], reason: "deadline reached")),
-                .queueCallbackRequest(reason: "deadline reached"),
+                .queueCallbackRequest(rec(1), postsTried: ["a"], reason: "deadline reached"),
                 .scheduleTimer(.screenTimeout(rec(1)), after: .seconds(10)),
             ], phase: .unreachable),
             .fire(.screenTimeout(rec(1)), [.setIndicator(.fault)], phase: .fault),
@@ -85,7 +134,7 @@ struct FaultTests {
                 .playPrompt(.centraleUnreachable),
                 .setIndicator(.unreachable),
                 .callLog(.ended(rec(1), outcome: .unreachable, postsTried: ["a"], reason: "every post failed")),
-                .queueCallbackRequest(reason: "every post failed"),
+                .queueCallbackRequest(rec(1), postsTried: ["a"], reason: "every post failed"),
                 .scheduleTimer(.screenTimeout(rec(1)), after: .seconds(10)),
             ], phase: .unreachable),
         ])

@@ -307,3 +307,44 @@ struct IncomingTests {
         ])
     }
 }
+
+/// Issue 19: the centrale calling back clears an outstanding callback request; a family call
+/// does not; after a restart the I/O layer's `callbackOutstanding` restores the same view.
+@Suite("Callback requests and the centrale calling")
+struct CentraleCallsBackTests {
+    let post = Caller(uri: "sip:post-a@centrale.test", contact: KnownContact(name: "Beeldzorgcentrale", isCentralePost: true))
+
+    @Test("a post ringing in reports centraleReached with its record, after the record started")
+    func postCallClears() {
+        var h = Harness(config(posts: [postA]))
+        h.send(.shortPress)
+        h.send(.failed(out(1), code: 486, reason: "Busy"))
+        #expect(h.flow.status.callbackPending)
+        let actions = h.send(.incomingCall(inc(1), post))
+        #expect(actions.last == .centraleReached(rec(2)))
+        #expect(actions.firstIndex(of: .callLog(.started(rec(2), direction: .incoming, peer: post.uri)))! < actions.count - 1)
+        #expect(!h.flow.status.callbackPending)
+    }
+
+    @Test("nothing outstanding: a post's call reports nothing; after a restart the outstanding flag counts")
+    func onlyWhenOutstanding() {
+        var h = Harness(config(posts: [postA]))
+        var actions = h.send(.incomingCall(inc(1), post))
+        #expect(!actions.contains(.centraleReached(rec(1))))
+        h.send(.longPress)
+        h.send(.callbackOutstanding(true))
+        _ = h.waitUntilRest()
+        actions = h.send(.incomingCall(inc(2), post))
+        #expect(actions.contains(.centraleReached(rec(2))))
+    }
+
+    @Test("a post answering the client's next press clears it too")
+    func answeredPressClears() {
+        var h = Harness(config(posts: [postA]))
+        h.send(.callbackOutstanding(true))
+        h.send(.shortPress)
+        let actions = h.send(.answered(out(1)))
+        #expect(actions.contains(.centraleReached(rec(1))))
+        #expect(!h.flow.status.callbackPending)
+    }
+}

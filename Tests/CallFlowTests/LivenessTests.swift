@@ -23,7 +23,7 @@ struct LivenessTests {
             .callLog(.ended(record, outcome: .connectionLost, postsTried: postsTried,
                             reason: "connection lost: nothing received from the other side")),
         ]
-        if callback { actions.append(.queueCallbackRequest(reason: "connection lost during a call")) }
+        if callback { actions.append(.queueCallbackRequest(record, postsTried: postsTried, reason: "connection lost during a call")) }
         actions.append(.scheduleTimer(.screenTimeout(record), after: .seconds(10)))
         return actions
     }

@@ -100,7 +100,7 @@ struct OutgoingTests {
                     .playPrompt(.centraleUnreachable),
                     .setIndicator(.unreachable),
                     .callLog(.ended(rec(1), outcome: .unreachable, postsTried: ["a", "b", "c"], reason: "every post failed")),
-                    .queueCallbackRequest(reason: "every post failed"),
+                    .queueCallbackRequest(rec(1), postsTried: ["a", "b", "c"], reason: "every post failed"),
                     .scheduleTimer(.screenTimeout(rec(1)), after: .seconds(10)),
                 ],
                 phase: .unreachable
@@ -116,7 +116,7 @@ struct OutgoingTests {
         h.send(.shortPress)
         let actions = h.send(.failed(out(1), code: 500, reason: "Server Error"))
         #expect(h.phase == .unreachable)
-        #expect(!actions.contains(.queueCallbackRequest(reason: "every post failed")))
+        #expect(!actions.contains { if case .queueCallbackRequest = $0 { true } else { false } })
         #expect(!h.flow.status.callbackPending)
     }
 
@@ -143,7 +143,7 @@ struct OutgoingTests {
                     .playPrompt(.centraleUnreachable),
                     .setIndicator(.unreachable),
                     .callLog(.ended(rec(1), outcome: .unreachable, postsTried: ["a", "b", "c"], reason: "deadline reached")),
-                    .queueCallbackRequest(reason: "deadline reached"),
+                    .queueCallbackRequest(rec(1), postsTried: ["a", "b", "c"], reason: "deadline reached"),
                     .scheduleTimer(.screenTimeout(rec(1)), after: .seconds(10)),
                 ],
                 phase: .unreachable
@@ -228,7 +228,7 @@ struct OutgoingTests {
                     .playPrompt(.centraleUnreachable),
                     .setIndicator(.unreachable),
                     .callLog(.ended(rec(1), outcome: .unreachable, postsTried: ["a", "b"], reason: "every post failed")),
-                    .queueCallbackRequest(reason: "every post failed"),
+                    .queueCallbackRequest(rec(1), postsTried: ["a", "b"], reason: "every post failed"),
                     .scheduleTimer(.screenTimeout(rec(1)), after: .seconds(10)),
                 ],
                 phase: .unreachable
@@ -316,7 +316,7 @@ struct OutgoingTests {
                     .playPrompt(.centraleUnreachable),
                     .setIndicator(.unreachable),
                     .callLog(.ended(rec(1), outcome: .unreachable, postsTried: [], reason: "no centrale posts configured")),
-                    .queueCallbackRequest(reason: "no centrale posts configured"),
+                    .queueCallbackRequest(rec(1), postsTried: [], reason: "no centrale posts configured"),
                     .scheduleTimer(.screenTimeout(rec(1)), after: .seconds(10)),
                 ],
                 phase: .unreachable

@@ -112,7 +112,7 @@ struct RandomWalkTests {
                 seen.everScheduled.insert(timer)
             case .cancelInvite(let leg):
                 #expect(seen.invited.contains(leg), "cancel for a leg never invited\n\(trace.suffix(5))")
-            case .playTone(.pressAck), .cancelTimer, .answer, .reject, .sendBye, .playPrompt, .queueCallbackRequest:
+            case .playTone(.pressAck), .cancelTimer, .answer, .reject, .sendBye, .playPrompt, .queueCallbackRequest, .centraleReached:
                 break
             }
         }

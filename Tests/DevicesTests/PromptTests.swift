@@ -22,7 +22,7 @@ struct PromptCatalogTests {
         #expect(catalog.template(K.stillTrying) == "Even geduld, ik probeer het nog een keer.")
         #expect(catalog.template(K.connected) == "U bent verbonden.")
         #expect(catalog.template(K.callEnded) == "Het gesprek is beëindigd.")
-        #expect(catalog.template(K.centraleUnreachable) == "De beeldzorgcentrale is nu niet bereikbaar. We bellen u zo snel mogelijk terug.")
+        #expect(catalog.template(K.centraleUnreachable) == "De beeldzorgcentrale is nu niet bereikbaar.")
         #expect(catalog.template(K.noNetwork) == "Er is geen internet. Ik blijf het proberen.")
         #expect(catalog.placeholders(of: K.incomingCall) == ["naam"])
         #expect(catalog.placeholders(of: K.autoAnswer) == ["seconden"])
@@ -100,6 +100,43 @@ struct WAVFileTests {
         #expect(throws: AudioFileError.self) { try WAVFile.decode(float, source: "t") }
         #expect(throws: AudioFileError.self) { try WAVFile.decode(Array("hello world!".utf8), source: "t") }
         #expect(throws: AudioFileError.self) { try WAVFile.read(path: "/nonexistent/x.wav") }
+    }
+}
+
+/// Issue 15, 3: out of file descriptors the tablet must still speak its fixed prompts. Once
+/// warmed up, the library holds them in memory: no WAV is opened and no espeak-ng started
+/// again, however many names were spoken since.
+@Suite("Prompts held in memory")
+struct PromptMemoryTests {
+    @Test func warmedUpPromptsPlayWithoutTheirFilesOrTheRenderer() throws {
+        let dir = TempDir()
+        defer { dir.cleanup() }
+        let catalog = try PromptCatalog(contentsOf: promptsDir + "/nl.txt")
+        let fixed = catalog.spokenKeys.filter { catalog.placeholders(of: $0).isEmpty }
+        for (index, key) in fixed.enumerated() {
+            let clip = AudioClip(sampleRate: 48_000, samples: [Int16](repeating: Int16(index + 1), count: 480))
+            try Data(WAVFile.encode(clip)).write(to: URL(fileURLWithPath: dir.file(key + ".wav")))
+        }
+        // A renderer that cannot run: the fixed prompts must come from the files, then memory.
+        let library = PromptLibrary(catalog: catalog, wavDirectory: dir.path,
+                                    renderer: SpeechRenderer(espeakPath: "/nonexistent/espeak-ng"))
+        try library.warmUp()
+        #expect(library.fixedPromptsInMemory == fixed.count)
+        dir.cleanup()  // the WAVs are gone, as if nothing could be opened any more
+        for _ in 0..<40 {  // more named sentences than the bounded cache keeps
+            #expect(throws: DeviceError.self) { try library.clip(PromptCatalog.Key.incomingCall, values: ["naam": "Jo"]) }
+        }
+        for (index, key) in fixed.enumerated() {
+            #expect(try library.clip(key).samples.first == Int16(index + 1), "\(key)")
+        }
+    }
+
+    @Test func warmUpTriesEveryPromptAndReportsAFailure() throws {
+        let catalog = try PromptCatalog(contentsOf: promptsDir + "/nl.txt")
+        let library = PromptLibrary(catalog: catalog, wavDirectory: "/nonexistent",
+                                    renderer: SpeechRenderer(espeakPath: "/nonexistent/espeak-ng"))
+        #expect(throws: DeviceError.self) { try library.warmUp() }
+        #expect(library.fixedPromptsInMemory == 0)
     }
 }
 

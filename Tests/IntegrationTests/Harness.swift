@@ -37,10 +37,14 @@ final class DaemonUnderTest: @unchecked Sendable {
     let socketPath: String
     let buttonFIFO: String
     let databasePath: String
-    private let process = Process()
+    private var process = Process()
     private let output: URL
 
-    init(policy: String = "ring_all", extraConfig: String = "", posts: Int = 2, displayName: String? = nil) throws {
+    /// Added to the daemon's environment (e.g. `PULSE_SERVER` for a private mixer).
+    var environment: [String: String] = [:]
+
+    init(policy: String = "ring_all", extraConfig: String = "", posts: Int = 2, displayName: String? = nil,
+         audioConfig: String = "") throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("bz-it-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         configPath = directory.appendingPathComponent("beeldzorgd.yaml").path
@@ -69,7 +73,7 @@ final class DaemonUnderTest: @unchecked Sendable {
               device: test-pattern
             audio:
               capture: tone:440
-              playback: "null"
+              playback: "null"\(audioConfig.isEmpty ? "" : "\n" + audioConfig)
             database: \(databasePath)
             control_socket: \(socketPath)
             prompts: \(Binaries.packageRoot.appendingPathComponent("prompts").path)
@@ -80,6 +84,8 @@ final class DaemonUnderTest: @unchecked Sendable {
     }
 
     func start() throws {
+        // A restart (after `stop`) needs a new Process: one runs only once.
+        if process.processIdentifier != 0 { process = Process() }
         FileManager.default.createFile(atPath: output.path, contents: nil)
         let log = try FileHandle(forWritingTo: output)
         process.executableURL = Binaries.daemon
@@ -87,6 +93,9 @@ final class DaemonUnderTest: @unchecked Sendable {
         process.standardOutput = log
         process.standardError = log
         process.standardInput = FileHandle.nullDevice
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         try process.run()
     }
 

@@ -67,7 +67,8 @@ private struct RoomRun {
     /// 4–8 s far end and near-end tone together; 8–10 s the tone alone.
     @Test(arguments: [(40, 40), (120, 40), (120, 0)])
     func cancelsAnEchoAfterConvergenceAndKeepsTheNearEndTone(delay: Int, hint: Int) throws {
-        let canceller = try EchoCanceller()
+        // The echo canceller alone: gain control would lift the near-end tone on purpose.
+        let canceller = try EchoCanceller(voice: .echoCancellationOnly)
         let run = try RoomRun.run(canceller: canceller, echoDelayMilliseconds: delay, delayHint: hint)
         let erle = run.echoReduction(2..<4)
         let doubleTalkReduction = run.echoReduction(4.5..<8)
@@ -146,7 +147,7 @@ private struct RoomRun {
         }
         func parameters(to peer: MediaSession, send: [UInt8], receive: [UInt8], echo: Bool) -> MediaParameters {
             MediaParameters(remoteHost: "127.0.0.1", remoteAudioPort: peer.localAudioPort, sendKey: send, receiveKey: receive,
-                            rtcpInterval: .milliseconds(500), echoCancellation: echo)
+                            rtcpInterval: .milliseconds(500), voiceProcessing: echo ? .echoCancellationOnly : VoiceProcessing.none)
         }
         try tablet.start(parameters(to: post, send: MediaSessionTests.keyA, receive: MediaSessionTests.keyB, echo: echoCancellation),
                          camera: nil, microphone: room.microphone, speaker: room.speaker, display: RecordingVideoSink(),

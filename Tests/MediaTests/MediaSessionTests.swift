@@ -194,6 +194,50 @@ final class Endpoint {
         #expect(mallory.speaker.samples.allSatisfy { $0 == 0 })
     }
 
+    /// Issue 15 (RFC 7983): linphone sends STUN Binding requests to our RTP ports. They are
+    /// demultiplexed by their first byte: a plain Binding request is answered from the port it
+    /// reached with XOR-MAPPED-ADDRESS; one with MESSAGE-INTEGRITY (an ICE check we never
+    /// offered) is ignored; neither counts as an SRTP failure or a malformed packet.
+    @Test(arguments: [true, false])
+    func stunOnMediaPortsIsAnsweredNotCountedAsSRTPFailure(rtcpMux: Bool) async throws {
+        let alice = try Endpoint(tone: 1_000)
+        let bob = try Endpoint(tone: 600)
+        defer { alice.session.stop(); bob.session.stop() }
+        try alice.start(peer: bob, sendKey: Self.keyA, receiveKey: Self.keyB, rtcpMux: rtcpMux)
+        let probe = try UDPSocket(host: "127.0.0.1")
+        let ports = [alice.session.localAudioPort, alice.session.localVideoPort]
+            + (rtcpMux ? [] : [alice.session.localAudioRTCPPort])
+        for (n, port) in ports.enumerated() {
+            let transaction = (0..<12).map { UInt8($0 * 7 + n) }
+            let request: [UInt8] = [0x00, 0x01, 0x00, 0x00] + MediaSTUN.magicCookie + transaction
+            try probe.send(request, to: SocketAddress(host: "127.0.0.1", port: port))
+            var answer: [UInt8]?
+            let deadline = ContinuousClock.now + .seconds(5)
+            while answer == nil, ContinuousClock.now < deadline {
+                if let (_, bytes) = try UDPSocket.receive(from: [probe], timeoutMilliseconds: 100) { answer = bytes }
+            }
+            let response = try #require(answer, "no STUN answer from port \(port)")
+            #expect(Array(response[0..<2]) == [0x01, 0x01])  // Binding success
+            #expect(Array(response[8..<20]) == transaction)
+            // XOR-MAPPED-ADDRESS: 127.0.0.1 and the probe's port.
+            #expect(Array(response[20..<24]) == [0x00, 0x20, 0x00, 0x08])
+            #expect(Int(UInt16(response[26]) << 8 | UInt16(response[27])) ^ 0x2112 == probe.localPort)
+            #expect(zip(response[28..<32], MediaSTUN.magicCookie).map { $0 ^ $1 } == [127, 0, 0, 1])
+        }
+        // An ICE connectivity check (USERNAME, MESSAGE-INTEGRITY) is not ours to answer.
+        let username: [UInt8] = [0x00, 0x06, 0x00, 0x04] + Array("a:bc".utf8)
+        let integrity: [UInt8] = [0x00, 0x08, 0x00, 0x14] + [UInt8](repeating: 0xAB, count: 20)
+        let check: [UInt8] = [0x00, 0x01, 0x00, UInt8(username.count + integrity.count)] + MediaSTUN.magicCookie
+            + [UInt8](repeating: 9, count: 12) + username + integrity
+        try probe.send(check, to: SocketAddress(host: "127.0.0.1", port: alice.session.localAudioPort))
+        let unanswered = try UDPSocket.receive(from: [probe], timeoutMilliseconds: 300)
+        #expect(unanswered == nil)
+        let statistics = alice.session.statistics
+        #expect(statistics.audio.authenticationFailures == 0 && statistics.video.authenticationFailures == 0)
+        #expect(statistics.audio.malformedPackets == 0 && statistics.video.malformedPackets == 0)
+        probe.close()
+    }
+
     @Test func cameraFailureStopsVideoAndKeepsAudio() async throws {
         let alice = try Endpoint(tone: 1_000, camera: TestPatternCamera(failAfter: 10))
         let bob = try Endpoint(tone: 600)

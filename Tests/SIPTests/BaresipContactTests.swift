@@ -20,7 +20,9 @@ import Testing
         static var binaries: URL { BuiltProducts.directory }
 
         /// `posts`: the centrale's post URIs; nil = one demo post nobody calls.
-        init(proxy: CentraleProxy, certificates: TestCertificates, posts: [String]? = nil, policy: String = "ring_all") async throws {
+        /// `centraleExtra`: more `centrale:` lines (`key: value`).
+        init(proxy: CentraleProxy, certificates: TestCertificates, posts: [String]? = nil, policy: String = "ring_all",
+             centraleExtra: [String] = []) async throws {
             directory = FileManager.default.temporaryDirectory.appendingPathComponent("bzd-\(UUID().uuidString.prefix(8))")
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
             let d = directory.path
@@ -34,7 +36,7 @@ import Testing
                 in: d, password: BaresipContactTests.password, domain: CentraleProxy.realm, listenHost: "127.0.0.1",
                 transport: "tls", edgeProxy: "sip:localhost:\(proxy.tlsPort)", caFile: certificates.caFile,
                 posts: posts ?? ["sip:post1@127.0.0.1:\(demoPost)"], policy: policy, deadlineSeconds: 20,
-                demoCentrale: posts == nil)
+                demoCentrale: posts == nil, centraleExtra: centraleExtra)
             peer = PeerProcess(name: "beeldzorgd", executable: Self.binaries.appendingPathComponent("beeldzorgd").path,
                                arguments: ["--config", configuration, "--console", "--log-level", "debug"],
                                logURL: directory.appendingPathComponent("daemon.log"), emptySignalMask: false)

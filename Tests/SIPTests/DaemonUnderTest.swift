@@ -4,19 +4,20 @@ import TestSupport
 /// What one built `beeldzorgd` under test needs in its directory `d`: the SIP password file
 /// (0600), the button FIFO and `beeldzorgd.yaml` (database, control socket and prompts as the
 /// tests use them). Returns the configuration's path. `caFile`, `policy`, `deadlineSeconds`
-/// and `demoCentrale` are left out of the YAML when nil (the daemon's defaults).
+/// and `demoCentrale` are left out of the YAML when nil (the daemon's defaults); `centraleExtra`
+/// are more `centrale:` lines (`key: value`, e.g. the callback URIs).
 @discardableResult
 func writeDaemonFiles(
     in d: String, password: String, domain: String, listenHost: String, transport: String, edgeProxy: String,
     caFile: String? = nil, posts: [String], policy: String? = nil, deadlineSeconds: Int? = nil,
-    demoCentrale: Bool? = nil
+    demoCentrale: Bool? = nil, centraleExtra: [String] = []
 ) throws -> String {
     try "\(password)\n".write(toFile: "\(d)/sip-password", atomically: true, encoding: .utf8)
     chmod("\(d)/sip-password", 0o600)
     mkfifo("\(d)/button", 0o600)
     let postLines = posts.enumerated().map { n, uri in "    - id: post-\(n + 1)\n      uri: \(uri)" }
     let centrale = (policy.map { ["  policy: \($0)"] } ?? []) + (deadlineSeconds.map { ["  deadline_seconds: \($0)"] } ?? [])
-        + ["  posts:"] + postLines
+        + centraleExtra.map { "  \($0)" } + ["  posts:"] + postLines
     let lines = [
         "account:",
         "  user: tablet",

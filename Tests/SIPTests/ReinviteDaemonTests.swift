@@ -371,8 +371,11 @@ import Testing
             """
         }
 
+        /// `launcher`: a command that execs the daemon with its arguments appended (e.g.
+        /// `prlimit --nofile=1024:1024`, the descriptor limit the systemd unit gives it).
         init(directory: URL, post: String, account: String = "", extra: String = "", listenHost: String = "127.0.0.1",
-             domain: String = "127.0.0.1", transport: String = "udp", environment: [String: String] = [:]) throws {
+             domain: String = "127.0.0.1", transport: String = "udp", environment: [String: String] = [:],
+             launcher: [String] = []) throws {
             self.directory = directory
             output = directory.appendingPathComponent("daemon.log")
             let d = directory.path
@@ -382,8 +385,15 @@ import Testing
                 .write(toFile: "\(d)/beeldzorgd.yaml", atomically: true, encoding: .utf8)
             FileManager.default.createFile(atPath: output.path, contents: nil)
             let log = try FileHandle(forWritingTo: output)
-            process.executableURL = Self.binaries.appendingPathComponent("beeldzorgd")
-            process.arguments = ["--config", "\(d)/beeldzorgd.yaml", "--console", "--log-level", "debug"]
+            let daemon = Self.binaries.appendingPathComponent("beeldzorgd")
+            let arguments = ["--config", "\(d)/beeldzorgd.yaml", "--console", "--log-level", "debug"]
+            if let tool = launcher.first {
+                process.executableURL = URL(fileURLWithPath: tool)
+                process.arguments = Array(launcher.dropFirst()) + [daemon.path] + arguments
+            } else {
+                process.executableURL = daemon
+                process.arguments = arguments
+            }
             process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
             process.standardOutput = log
             process.standardError = log
@@ -392,6 +402,7 @@ import Testing
         }
 
         var isRunning: Bool { process.isRunning }
+        var pid: Int32 { process.processIdentifier }
 
         var log: String { (try? String(contentsOf: output, encoding: .utf8)) ?? "" }
 

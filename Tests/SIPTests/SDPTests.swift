@@ -85,6 +85,39 @@ private func foreignOffer(proto: String = "RTP/SAVP", crypto: String? = nil, aud
         #expect(video.remoteRTCPPort == 10009)
     }
 
+    /// RFC 5761 §5.1.1: the answer carries a=rtcp-mux for a stream only if its offer did.
+    @Test func rtcpMuxOnlyIfOffered() throws {
+        // foreignOffer: audio with rtcp-mux, video without.
+        let (answer, _) = try tablet.answer(try SessionDescription(parsing: foreignOffer()))
+        #expect(answer.media[0].hasAttribute("rtcp-mux"))
+        #expect(!answer.media[1].hasAttribute("rtcp-mux"))
+        let plain = try SessionDescription(
+            parsing: Array(String(decoding: foreignOffer(), as: UTF8.self).replacing("a=rtcp-mux\r\n", with: "").utf8))
+        let (noMux, media) = try tablet.answer(plain)
+        #expect(!noMux.media.contains { $0.hasAttribute("rtcp-mux") })
+        #expect(media.audio?.rtcpMux == false)
+        #expect(media.audio?.remoteRTCPPort == 10001)
+    }
+
+    /// Issue 15: the answer to a post's re-INVITE (hold, session refresh) is our description
+    /// as last sent, which for a call we placed is our offer with a=rtcp-mux. A re-offer
+    /// without rtcp-mux must get an answer without it; one with it keeps it.
+    @Test func reanswerDropsRtcpMuxTheReofferLacks() throws {
+        let ours = tablet.makeOffer().description
+        #expect(ours.media.allSatisfy { $0.hasAttribute("rtcp-mux") })
+        let text = String(decoding: foreignOffer(), as: UTF8.self)
+        let withoutMux = try SessionDescription(parsing: Array(text.replacing("a=rtcp-mux\r\n", with: "").utf8))
+        let answer = try #require(MediaNegotiator.reanswer(withoutMux, current: ours))
+        #expect(!answer.media.contains { $0.hasAttribute("rtcp-mux") })
+        let withMux = try SessionDescription(parsing: foreignOffer(extra: []))
+        let again = try #require(MediaNegotiator.reanswer(withMux, current: ours))
+        #expect(again.media[0].hasAttribute("rtcp-mux"))  // audio offered it
+        #expect(!again.media[1].hasAttribute("rtcp-mux"))  // video did not
+        // The hold answer stays a hold answer.
+        let hold = try SessionDescription(parsing: Array(text.replacing("a=sendrecv", with: "a=sendonly").utf8))
+        #expect(try #require(MediaNegotiator.reanswer(hold, current: ours)).media[0].hasAttribute("recvonly"))
+    }
+
     @Test func demoCentraleReusesTheOfferedKey() throws {
         let offer = tablet.makeOffer()
         let centrale = MediaNegotiator(localAddress: "127.0.0.1", audioPort: 30000, videoPort: 30002, srtpRequired: true)

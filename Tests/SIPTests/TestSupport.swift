@@ -75,6 +75,7 @@ final class RawPeer: Sendable {
         let (stream, continuation) = AsyncStream<Datagram>.makeStream()
         let handler = Handler(continuation)
         let channel = try await DatagramBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .channelOption(ChannelOptions.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 65_536))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(handler) }
             }

@@ -252,6 +252,44 @@ import Testing
         await peer.close()
     }
 
+    /// Issue 15: NIO's default datagram allocator read 2,048 bytes, so a valid OPTIONS of
+    /// 2,100 bytes was dropped as "incompleteHeaders". Padded with headers (as many Via and
+    /// Record-Route lines would) up to 12 KB, then with a body, to exactly `size` bytes.
+    @Test(arguments: [2_100, 8_000, 60_000])
+    func largeOptionsOverUDPAreAnswered(size: Int) async throws {
+        let peer = try await RawPeer.bind()
+        let (agent, _, port) = try await makeAgent()
+        var head = """
+            OPTIONS sip:tablet@127.0.0.1 SIP/2.0\r
+            Via: SIP/2.0/UDP 127.0.0.1:\(peer.port);branch=z9hG4bKbig\(size)\r
+            Max-Forwards: 70\r
+            From: <sip:x@127.0.0.1>;tag=1\r
+            To: <sip:tablet@127.0.0.1>\r
+            Call-ID: big-\(size)\r
+            CSeq: 1 OPTIONS\r
+
+            """
+        var line = 0
+        while head.utf8.count + 1_100 < min(size - 200, 12_000) {
+            head += "X-Padding-\(line): " + String(repeating: "p", count: 1_000) + "\r\n"
+            line += 1
+        }
+        head += "Content-Type: text/plain\r\n"
+        // The body fills the rest; its Content-Length line's own width is part of the sum.
+        var bodyCount = 0
+        for _ in 0..<3 {
+            bodyCount = size - head.utf8.count - "Content-Length: \(bodyCount)\r\n\r\n".utf8.count
+        }
+        let message = Array((head + "Content-Length: \(bodyCount)\r\n\r\n").utf8) + Array(repeating: UInt8(ascii: "b"), count: bodyCount)
+        #expect(message.count == size)
+        try await peer.send(message, to: port)
+        let answer = try await peer.nextResponse(timeout: .seconds(5))
+        #expect(answer.status == 200)
+        #expect(answer.headers["Call-ID"] == "big-\(size)")
+        await agent.shutdown()
+        await peer.close()
+    }
+
     @Test func incomingInviteRetransmissionsAndCancel() async throws {
         let peer = try await RawPeer.bind()
         let (agent, events, port) = try await makeAgent()

@@ -34,6 +34,8 @@ struct Scene: Sendable, CustomStringConvertible {
     var name: String
     var status: CallFlowStatus
     var context: ScreenModel.Context
+    /// The daemon's needs-service screen, which does not come from CallFlow's status.
+    var needsService = false
     var description: String { name }
 }
 
@@ -49,7 +51,15 @@ func scenes() -> [Scene] {
         Scene(name: "idle", status: CallFlowStatus(phase: .idle, registered: true), context: context()),
         Scene(name: "idle-dimmed", status: CallFlowStatus(phase: .idle, registered: true),
               context: context(lastActivity: fixedNow.addingTimeInterval(-600))),
-        Scene(name: "idle-callback-pending", status: CallFlowStatus(phase: .idle, callbackPending: true), context: context()),
+        // Issue 19: "De centrale belt u terug" only once the centrale acknowledged, with since when.
+        Scene(name: "idle-callback-pending",
+              status: CallFlowStatus(phase: .idle, callbackPending: true,
+                                     callback: .promised(since: WallTime(secondsSince1970: fixedNow.timeIntervalSince1970 - 1500))),
+              context: context()),
+        Scene(name: "idle-callback-trying",
+              status: CallFlowStatus(phase: .idle, callbackPending: true,
+                                     callback: .trying(since: WallTime(secondsSince1970: fixedNow.timeIntervalSince1970 - 60))),
+              context: context()),
         Scene(name: "calling", status: CallFlowStatus(phase: .callingCentrale), context: context()),
         Scene(name: "ringing-out", status: CallFlowStatus(phase: .ringingOut), context: context()),
         Scene(name: "incoming", status: CallFlowStatus(phase: .incomingRinging, peerName: "Marieke de Vries"), context: context()),
@@ -59,10 +69,14 @@ func scenes() -> [Scene] {
               context: context(remote: remote, selfView: camera)),
         Scene(name: "in-call-no-video", status: CallFlowStatus(phase: .inCall, peerName: "Post Utrecht"), context: context()),
         Scene(name: "ended", status: CallFlowStatus(phase: .ending), context: context()),
-        Scene(name: "unreachable", status: CallFlowStatus(phase: .unreachable, callbackPending: true), context: context()),
+        Scene(name: "unreachable",
+              status: CallFlowStatus(phase: .unreachable, callbackPending: true,
+                                     callback: .trying(since: WallTime(secondsSince1970: fixedNow.timeIntervalSince1970))),
+              context: context()),
         Scene(name: "connection-lost", status: CallFlowStatus(phase: .connectionLost, callbackPending: true), context: context()),
         Scene(name: "no-network", status: CallFlowStatus(phase: .idle, networkUp: false), context: context()),
         Scene(name: "fault-button-stuck", status: CallFlowStatus(phase: .fault, buttonStuck: true), context: context()),
+        Scene(name: "needs-service", status: CallFlowStatus(phase: .idle), context: context(), needsService: true),
     ]
 }
 
@@ -95,7 +109,9 @@ struct Difference {
 
     /// `scene` at the reference panel size, 1280×800.
     func render(_ scene: Scene) -> ScreenImage {
-        renderer.render(ScreenModel(status: scene.status, context: scene.context, texts: texts), width: 1280, height: 800)
+        let model = scene.needsService ? ScreenModel.needsService(texts: texts)
+            : ScreenModel(status: scene.status, context: scene.context, texts: texts)
+        return renderer.render(model, width: 1280, height: 800)
     }
 
     @Test(arguments: scenes())

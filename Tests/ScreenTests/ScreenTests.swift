@@ -77,6 +77,15 @@ import Testing
             #expect(kind == .noNetwork)
             #expect(headline.contains("blijf het proberen"))
         } else { Issue.record("no network is not a notice") }
+        // Issue 16: the call flow's fault phase for a lost network (how it gets there at rest)
+        // says "no internet", not the stuck button's sentence.
+        if case .notice(let kind, let headline, _) = model(CallFlowStatus(phase: .fault, networkUp: false)) {
+            #expect(kind == .noNetwork)
+            #expect(headline.contains("blijf het proberen"))
+        } else { Issue.record("no network in fault is not a notice") }
+        if case .notice(let kind, _, _) = model(CallFlowStatus(phase: .fault, networkUp: false, buttonStuck: true)) {
+            #expect(kind == .fault)
+        } else { Issue.record("both faults is not a notice") }
         if case .notice(let kind, let headline, _) = model(CallFlowStatus(phase: .fault, buttonStuck: true)) {
             #expect(kind == .fault)
             #expect(headline.contains("Laat de knop los"))
@@ -367,7 +376,7 @@ final class BrokenOutput: ScreenOutput {
 @Suite(.serialized) struct LiveScreenBehaviourTests {
     @Test func dimsWhenIdleAndWakesOnACall() async throws {
         let output = OffscreenOutput(width: 320, height: 200)
-        let screen = try startLiveScreen(output: output, dimAfter: .seconds(1))
+        let screen = try startLiveScreen(output: output, dimAfter: .seconds(3))
         defer { screen.stop() }
         screen.show(status: CallFlowStatus(phase: .idle))
         try await waitFor("the bright idle screen") { output.lastImage?.pixels.contains(Colour.text) == true }

@@ -59,6 +59,29 @@ struct SchemaTests {
         #expect(try store.fetchRawStrings("SELECT count(*) FROM callRecord WHERE lastAliveAt IS NOT NULL") == ["1"])
     }
 
+    /// v3-callback-delivery: requests made before it were promised under the old rule; they
+    /// are cleared, not sent to the centrale after an update. New ones start pending; the
+    /// delivery state is checked; a call can point at a request.
+    @Test func callbackDeliveryMigrationClearsOldRequests() throws {
+        let store = try BeeldzorgStore.inMemory(migratedUpTo: "v2-liveness")
+        try store.executeRaw(
+            """
+            INSERT INTO callbackRequest (id, createdAt, reason) VALUES ('old', '2026-11-01 10:05:00.000', 'r');
+            """)
+        try store.migrateToLatest()
+        #expect(try store.appliedMigrations() == Schema.migrationNames)
+        #expect(try store.fetchRawStrings("SELECT deliveryState FROM callbackRequest") == ["cleared"])
+        #expect(try store.outstandingCallbackRequests().isEmpty)
+        try store.enqueueCallbackRequest(id: "new", reason: "r", callID: nil, at: Date(timeIntervalSince1970: 1_800_000_000))
+        #expect(try store.outstandingCallbackRequests().map(\.id) == ["new"])
+        #expect(throws: (any Error).self) {
+            try store.executeRaw("UPDATE callbackRequest SET deliveryState = 'lost' WHERE id = 'new'")
+        }
+        try store.executeRaw(
+            "INSERT INTO callRecord (id, direction, peerURI, startedAt, callbackRequestID) VALUES ('c', 'incoming', 'sip:p@h', '2026-11-02', 'new')")
+        #expect(try store.fetchRawStrings("PRAGMA foreign_key_check") == [])
+    }
+
     @Test(arguments: [
         // enum CHECKs
         "INSERT INTO contact (id, displayName, sipURI, uriKey, role, sortOrder) VALUES ('x', 'X', 'sip:x@h', 'x@h', 'boss', 1)",

@@ -28,6 +28,21 @@ typedef struct {
 /// `extended_filter` its adaptive filter covers 128 ms of echo tail instead of 48 ms.
 /// Returns NULL when the library refuses the settings.
 bz_echo_canceller *bz_echo_canceller_create(int sample_rate_hz, int suppression, int delay_agnostic, int extended_filter);
+/// Which parts of webrtc-audio-processing run on the capture stream (each 0 or 1).
+typedef struct {
+    int echo_cancellation;
+    /// Adaptive digital automatic gain control (target -3 dBFS, limiter on).
+    int gain_control;
+    /// Stationary noise suppression (moderate).
+    int noise_suppression;
+    /// The high-pass filter (removes hum and rumble below about 80 Hz).
+    int high_pass_filter;
+} bz_voice_options;
+
+/// Like bz_echo_canceller_create, with each part of the voice processing switched by `options`.
+bz_echo_canceller *bz_voice_processor_create(int sample_rate_hz, int suppression, int delay_agnostic, int extended_filter,
+                                             const bz_voice_options *options);
+
 void bz_echo_canceller_destroy(bz_echo_canceller *canceller);
 
 /// Samples in one 10 ms frame at the canceller's rate.
