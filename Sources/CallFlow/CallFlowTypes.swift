@@ -323,6 +323,10 @@ public struct CallFlowStatus: Sendable, Equatable, Codable {
     public var networkUp: Bool
     public var registered: Bool
     public var buttonStuck: Bool
+    /// Contacts whose call nobody took and who have not been in a call with the client since,
+    /// newest first (set by the I/O layer from the call log, which owns them; CallFlow itself
+    /// leaves it empty). Shown at rest; a press still calls the centrale at once.
+    public var missedCalls: [MissedCallNote]
 
     public init(
         phase: Phase,
@@ -332,7 +336,8 @@ public struct CallFlowStatus: Sendable, Equatable, Codable {
         callback: CallbackPromise = .none,
         networkUp: Bool = true,
         registered: Bool = false,
-        buttonStuck: Bool = false
+        buttonStuck: Bool = false,
+        missedCalls: [MissedCallNote] = []
     ) {
         self.phase = phase
         self.peerName = peerName
@@ -342,5 +347,17 @@ public struct CallFlowStatus: Sendable, Equatable, Codable {
         self.networkUp = networkUp
         self.registered = registered
         self.buttonStuck = buttonStuck
+        self.missedCalls = missedCalls
+    }
+}
+
+/// "Anna heeft gebeld om 10:02": who called and when it rang.
+public struct MissedCallNote: Sendable, Equatable, Hashable, Codable {
+    public var name: String
+    public var at: WallTime
+
+    public init(name: String, at: WallTime) {
+        self.name = name
+        self.at = at
     }
 }

@@ -29,12 +29,27 @@ public struct StatusReport: Codable, Sendable, Equatable {
         public var callback: String?
         /// Since when: the oldest unacknowledged request, or the acknowledgement.
         public var callbackSince: Date?
-        public init(phase: String, peer: String?, callbackPending: Bool, callback: String? = nil, callbackSince: Date? = nil) {
+        /// What the idle screen says about contacts' calls nobody took (newest first); nil
+        /// from a daemon that predates it.
+        public var missed: [MissedCall]?
+        public init(phase: String, peer: String?, callbackPending: Bool, callback: String? = nil, callbackSince: Date? = nil,
+                    missed: [MissedCall]? = nil) {
             self.phase = phase
             self.peer = peer
             self.callbackPending = callbackPending
             self.callback = callback
             self.callbackSince = callbackSince
+            self.missed = missed
+        }
+    }
+
+    /// A contact's call nobody took, not yet followed by a call with them.
+    public struct MissedCall: Codable, Sendable, Equatable {
+        public var name: String
+        public var at: Date
+        public init(name: String, at: Date) {
+            self.name = name
+            self.at = at
         }
     }
 

@@ -76,6 +76,9 @@ actor CallController {
     /// A technician's `test-button` waiting for the next press; that press does not reach CallFlow.
     private var buttonTest: (token: UInt64, started: ContinuousClock.Instant, reply: @Sendable (ControlResponse) -> Void)?
     private var buttonTests: UInt64 = 0
+    /// The call log's missed calls, read again whenever a call is answered or ends (the call
+    /// log owns them; this is what the screen shows until the next read).
+    private var missedCalls: [MissedCallNote] = []
 
     init(configuration: CallFlowConfiguration, callback: CallbackSettings, signalling: any CallSignalling,
          feedback: any ClientFeedback, callLog: CallLogWriter, notifier: SystemdNotifier, logger: Logger) {
@@ -104,11 +107,15 @@ actor CallController {
         var status = flow.status
         status.callback = delivery.promise
         status.callbackPending = status.callback != .none
+        status.missedCalls = missedCalls
         return status
     }
 
     /// The controller's loop. Returns when `finish()` is called.
     func run() async {
+        // Calls missed before a restart or power cut stay on the screen.
+        missedCalls = callLog.missedCalls()
+        if !missedCalls.isEmpty { await statusChanged() }
         // Requests a restart or power cut interrupted: sent again, or still promised.
         let outstanding = callLog.outstandingCallbacks()
         if !outstanding.isEmpty {
@@ -247,6 +254,10 @@ actor CallController {
             await feedback.show(indicator)
         case .callLog(let entry):
             callLog.write(entry, at: Date())
+            switch entry {
+            case .answered, .ended: missedCalls = callLog.missedCalls()
+            case .started: break
+            }
         case .queueCallbackRequest(let record, let postsTried, let reason):
             let now = Date()
             if let request = callLog.queueCallback(record: record, postsTried: postsTried, reason: reason, at: now) {
@@ -395,7 +406,8 @@ actor CallController {
     }
 
     static func callSummary(_ status: CallFlowStatus) -> StatusReport.Call {
-        var call = StatusReport.Call(phase: status.phase.rawValue, peer: status.peerName, callbackPending: status.callbackPending)
+        var call = StatusReport.Call(phase: status.phase.rawValue, peer: status.peerName, callbackPending: status.callbackPending,
+                                     missed: status.missedCalls.map { StatusReport.MissedCall(name: $0.name, at: $0.at.date) })
         switch status.callback {
         case .none:
             break

@@ -163,6 +163,21 @@ final class CallLogWriter: Sendable {
         )
     }
 
+    /// Contacts' calls nobody took and no call has followed yet, newest first, for the
+    /// idle screen (at most `limit`). The name is the one the call was logged with, else the
+    /// contact list's; a call without any name is left out (nothing to show the client).
+    func missedCalls(limit: Int = 2) -> [MissedCallNote] {
+        do {
+            return try store.missedCallsNotReturned(limit: limit).compactMap { call in
+                guard let name = call.peerName ?? contact(forURI: call.peerURI)?.displayName else { return nil }
+                return MissedCallNote(name: name, at: WallTime(call.at))
+            }
+        } catch {
+            logger.error("missed calls not read", metadata: ["error": "\(error)"])
+            return []
+        }
+    }
+
     func contact(forURI uri: String) -> Contact? {
         do {
             return try store.contact(forURI: uri)

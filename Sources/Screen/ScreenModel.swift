@@ -11,8 +11,9 @@ public enum ScreenModel: Sendable, Equatable {
         case ended, unreachable, connectionLost, noNetwork, fault, needsService
     }
 
-    /// The clock, the date and what the button does; `dimmed` after a quiet while.
-    case idle(clock: String, date: String, sentence: String, note: String?, dimmed: Bool)
+    /// The clock, the date and what the button does; `note`: the callback request;
+    /// `missed`: contacts' calls nobody took, newest first; `dimmed` after a quiet while.
+    case idle(clock: String, date: String, sentence: String, note: String?, missed: [String], dimmed: Bool)
     /// Calling the centrale: the spoken sentence, what is happening now, and the step
     /// (0..<`ScreenModel.animationSteps`) of the slow pulse.
     case calling(headline: String, detail: String?, animationStep: Int)
@@ -81,7 +82,11 @@ public enum ScreenModel: Sendable, Equatable {
                 dimmed = quiet >= Double(dimAfter.components.seconds) + Double(dimAfter.components.attoseconds) / 1e18
             }
             self = .idle(clock: clock, date: date, sentence: texts.text(S.idle),
-                         note: Self.callbackNote(status.callback, context: context, texts: texts), dimmed: dimmed)
+                         note: Self.callbackNote(status.callback, context: context, texts: texts),
+                         missed: status.missedCalls.prefix(Self.missedCallLines).map {
+                             Self.missedNote($0, context: context, texts: texts)
+                         },
+                         dimmed: dimmed)
         case .callingCentrale, .ringingOut:
             let tenths = Int((context.now.timeIntervalSinceReferenceDate * 10).rounded(.down))
             let step = ((tenths % Self.animationSteps) + Self.animationSteps) % Self.animationSteps
@@ -135,6 +140,26 @@ public enum ScreenModel: Sendable, Equatable {
             return texts.text(ScreenTexts.Key.callbackPending,
                               ["tijd": String(format: "%02d:%02d", parts.hour ?? 0, parts.minute ?? 0)])
         }
+    }
+
+    /// At most this many missed calls are shown (the newest); older ones stay in the call log.
+    public static let missedCallLines = 2
+
+    /// "Anna heeft gebeld om 10:02." — with the weekday when it was in the last six days,
+    /// else the date ("op 23 november").
+    static func missedNote(_ missed: MissedCallNote, context: Context, texts: ScreenTexts) -> String {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = context.timeZone
+        let at = Date(timeIntervalSince1970: missed.at.secondsSince1970)
+        let parts = calendar.dateComponents([.hour, .minute, .weekday, .day, .month], from: at)
+        let time = String(format: "%02d:%02d", parts.hour ?? 0, parts.minute ?? 0)
+        if calendar.isDate(at, inSameDayAs: context.now) {
+            return texts.text(ScreenTexts.Key.missedToday, ["naam": missed.name, "tijd": time])
+        }
+        let days = calendar.dateComponents([.day], from: calendar.startOfDay(for: at), to: calendar.startOfDay(for: context.now)).day ?? 7
+        let day = (1...6).contains(days) ? texts.weekdays[(parts.weekday ?? 1) - 1]
+            : "\(parts.day ?? 1) \(texts.months[(parts.month ?? 1) - 1])"
+        return texts.text(ScreenTexts.Key.missedEarlier, ["naam": missed.name, "tijd": time, "dag": day])
     }
 
     /// How often the picture changes by itself in this screen (the clock, the pulse, the

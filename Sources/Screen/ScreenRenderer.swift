@@ -23,16 +23,29 @@ public struct ScreenRenderer: Sendable {
         let margin = px(60)
         let textWidth = image.width - 2 * margin
         switch model {
-        case .idle(let clock, let date, let sentence, let note, let dimmed):
+        case .idle(let clock, let date, let sentence, let note, let missed, let dimmed):
             image.fill(Rect(x: 0, y: 0, width: image.width, height: image.height), with: Colour.background)
-            var y = px(110)
-            y = centred(clock, size: px(240), y: y, colour: Colour.text, in: &image, maxWidth: textWidth)
-            y = centred(date, size: px(56), y: y + px(10), colour: Colour.secondaryText, in: &image, maxWidth: textWidth)
+            // From the bottom up: the button's sentence, the callback note, the missed calls;
+            // then the clock takes the largest size that still leaves room above them.
             var bottom = image.height - px(70)
             bottom = centredUpwards(sentence, size: px(50), bottom: bottom, colour: Colour.accent, in: &image, maxWidth: textWidth)
             if let note {
-                _ = centredUpwards(note, size: px(44), bottom: bottom - px(30), colour: Colour.text, in: &image, maxWidth: textWidth)
+                bottom = centredUpwards(note, size: px(44), bottom: bottom - px(30), colour: Colour.text, in: &image, maxWidth: textWidth)
             }
+            if !missed.isEmpty {
+                bottom -= px(30)
+                for line in missed.reversed() {
+                    bottom = centredUpwards(line, size: px(42), bottom: bottom, colour: Colour.text, in: &image, maxWidth: textWidth)
+                }
+            }
+            let dateHeight = textHeight(date, size: px(56), maxWidth: textWidth)
+            // The full-size clock starts 110 px down; a smaller one moves up to 60 px.
+            let layouts = [(240.0, 110.0), (200, 60), (160, 60), (120, 60)].map { (size: px($0.0), top: px($0.1)) }
+            let clockLayout = layouts.first { layout in
+                layout.top + textHeight(clock, size: layout.size, maxWidth: textWidth) + px(10) + dateHeight + px(20) <= bottom
+            } ?? layouts[layouts.count - 1]
+            let y = centred(clock, size: clockLayout.size, y: clockLayout.top, colour: Colour.text, in: &image, maxWidth: textWidth)
+            _ = centred(date, size: px(56), y: y + px(10), colour: Colour.secondaryText, in: &image, maxWidth: textWidth)
             if dimmed { image.dim(toPercent: 30) }
 
         case .calling(let headline, let detail, let step):
@@ -113,6 +126,11 @@ public struct ScreenRenderer: Sendable {
                 _ = centred(next, size: px(48), y: y + px(50), colour: Colour.accent, in: &image, maxWidth: textWidth)
             }
         }
+    }
+
+    /// How tall `text` is once wrapped, as `centred` would draw it.
+    private func textHeight(_ text: String, size: Int, maxWidth: Int) -> Int {
+        font.wrap(text, pixelSize: size, maxWidth: maxWidth).reduce(0) { $0 + font.render($1, pixelSize: size).height }
     }
 
     /// Draws wrapped, centred lines starting at `y`; returns the y below the last line.

@@ -9,6 +9,9 @@ public struct ScreenTexts: Sendable, Equatable {
         public static let ringing = "screen_ringing"
         public static let unreachableNext = "screen_unreachable_next"
         public static let callbackPending = "screen_callback_pending"
+        /// A contact's call nobody took: `{naam}`, `{tijd}`; `…Earlier` also `{dag}`.
+        public static let missedToday = "screen_missed_today"
+        public static let missedEarlier = "screen_missed_earlier"
         /// Placeholder `{naam}`.
         public static let inCall = "screen_in_call"
         public static let weekdays = "screen_weekdays"
@@ -18,7 +21,7 @@ public struct ScreenTexts: Sendable, Equatable {
         public static let needsServiceNext = "screen_needs_service_next"
 
         public static let required: [String] = [
-            idle, ringing, unreachableNext, callbackPending, inCall, weekdays, months,
+            idle, ringing, unreachableNext, callbackPending, missedToday, missedEarlier, inCall, weekdays, months,
             needsService, needsServiceNext,
         ]
     }

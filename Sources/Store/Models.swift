@@ -82,6 +82,21 @@ public enum UploadState: String, Codable, Sendable, CaseIterable {
     case uploaded
 }
 
+/// A call from someone on the contact list that nobody took and that no call with them has
+/// followed yet (`BeeldzorgStore.missedCallsNotReturned`).
+public struct MissedCall: Sendable, Equatable {
+    public var peerURI: String
+    public var peerName: String?
+    /// When it started ringing.
+    public var at: Date
+
+    public init(peerURI: String, peerName: String?, at: Date) {
+        self.peerURI = peerURI
+        self.peerName = peerName
+        self.at = at
+    }
+}
+
 /// One row of the call log. `id` is a client-generated UUID string, also the upload id
 /// the server uses to deduplicate.
 public struct CallRecord: Codable, Sendable, Equatable, Identifiable {

@@ -91,6 +91,32 @@ extension BeeldzorgStore {
         }
     }
 
+    /// Calls from people on the contact list that nobody took and that have not been followed
+    /// by a call with the same person since: per caller the latest such call, newest first.
+    /// "Nobody took" is `missed` (rang out, or the caller gave up) or `busy` (the client was
+    /// in another call); a later answered call with that caller settles it. A declined call
+    /// is not listed (the client chose), nor a stranger's (`notAContact`).
+    public func missedCallsNotReturned(limit: Int = 3) throws -> [MissedCall] {
+        try writer.read { db in
+            try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT c.peerURI, c.peerName, c.startedAt FROM callRecord c
+                    WHERE c.direction = 'incoming' AND c.outcome IN ('missed', 'busy')
+                      AND NOT EXISTS (
+                        SELECT 1 FROM callRecord a
+                        WHERE a.peerURI = c.peerURI AND a.answeredAt IS NOT NULL AND a.startedAt >= c.startedAt)
+                      AND NOT EXISTS (
+                        SELECT 1 FROM callRecord m
+                        WHERE m.peerURI = c.peerURI AND m.direction = 'incoming' AND m.outcome IN ('missed', 'busy')
+                          AND (m.startedAt > c.startedAt OR (m.startedAt = c.startedAt AND m.rowid > c.rowid)))
+                    ORDER BY c.startedAt DESC, c.rowid DESC LIMIT ?
+                    """,
+                arguments: [limit]
+            ).map { row in MissedCall(peerURI: row["peerURI"], peerName: row["peerName"], at: row["startedAt"]) }
+        }
+    }
+
     /// One call record by id.
     public func callRecord(id: String) throws -> CallRecord? {
         try writer.read { db in

@@ -65,6 +65,9 @@ struct StatusCommand: ParsableCommand {
         if let peer = report.call.peer { call += " — \(peer)" }
         if report.call.callbackPending { call += " (callback request queued)" }
         row("Call", call)
+        for (index, missed) in (report.call.missed ?? []).enumerated() {
+            row(index == 0 ? "Missed calls" : "", "\(missed.name), \(missed.at.formatted(date: .abbreviated, time: .shortened)) (on the screen until the next call with them)")
+        }
         row("Network", report.network ? Terminal.good("up") : Terminal.bad("down"))
         if report.registration.isEmpty {
             row("Registration", "none configured")

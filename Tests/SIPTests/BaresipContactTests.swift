@@ -65,6 +65,12 @@ import Testing
             return try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any]
         }
 
+        /// The names the idle screen lists as missed calls (`status` → `call.missed`).
+        var missedNames: [String]? {
+            guard let call = status?["call"] as? [String: Any] else { return nil }
+            return ((call["missed"] as? [[String: Any]]) ?? []).compactMap { $0["name"] as? String }
+        }
+
         /// Writes a line to the button FIFO (what the hardware button's events become).
         func button(_ line: String) throws {
             let fd = open(directory.appendingPathComponent("button").path, O_WRONLY | O_NONBLOCK)
@@ -119,6 +125,39 @@ import Testing
             // The caller gives up: the tablet stops ringing.
             try await caller.command("hangup")
             try await daemon.waitFor("the ringing to stop") { daemon.phase == "idle" }
+        }
+    }
+
+    /// Issue 20, problem 3: Marieke calls, nobody answers, she hangs up: the idle screen says
+    /// so (status `call.missed`, the same list the screen draws). A press still calls the
+    /// centrale at once; the note stays. She calls again and the client answers with the
+    /// button: the note is gone, and the call log has both calls.
+    @Test func aMissedCallStaysUntilTheContactIsAnswered() async throws {
+        try await call(from: "marieke") { daemon, caller, _ in
+            try await daemon.waitFor("the tablet to ring") { daemon.phase == "incomingRinging" }
+            try await caller.next("CALL_RINGING", timeout: .seconds(10))
+            try await caller.command("hangup")
+            try await daemon.waitFor("the missed call on the idle screen") {
+                daemon.phase == "idle" && daemon.missedNames == ["Marieke"]
+            }
+
+            try daemon.button("press")
+            try await daemon.waitFor("the press to call the centrale") { daemon.phase != "idle" }
+            #expect(["callingCentrale", "ringingOut", "inCall", "unreachable"].contains(daemon.phase ?? ""), "\(daemon.phase ?? "-")")
+            try daemon.button("long")
+            try await daemon.waitFor("the attempt to end", timeout: .seconds(40)) { daemon.phase == "idle" }
+            #expect(daemon.missedNames == ["Marieke"], "a press is not a call with Marieke")
+
+            try await caller.command("dial", "sip:tablet@\(CentraleProxy.realm)")
+            try await daemon.waitFor("the tablet to ring again") { daemon.phase == "incomingRinging" }
+            try daemon.button("press")
+            try await daemon.waitFor("the client to answer") { daemon.phase == "inCall" }
+            #expect(daemon.missedNames == [], "answered: nothing missed any more")
+            try await caller.command("hangup")
+            try await daemon.waitFor("the call to end") { daemon.phase == "idle" }
+            #expect(daemon.missedNames == [])
+            let calls = daemon.calls
+            #expect(calls.contains("\"missed\"") && calls.contains("\"answered\""), "\(calls)")
         }
     }
 

@@ -60,6 +60,24 @@ func scenes() -> [Scene] {
               status: CallFlowStatus(phase: .idle, callbackPending: true,
                                      callback: .trying(since: WallTime(secondsSince1970: fixedNow.timeIntervalSince1970 - 60))),
               context: context()),
+        // Issue 20: contacts' calls nobody took, until the next call with them (the newest two).
+        Scene(name: "idle-missed-calls",
+              status: CallFlowStatus(phase: .idle, registered: true, missedCalls: [
+                  MissedCallNote(name: "Anna", at: WallTime(secondsSince1970: fixedNow.timeIntervalSince1970 - 7380)),
+                  MissedCallNote(name: "Marieke de Vries",
+                                 at: WallTime(secondsSince1970: fixedNow.timeIntervalSince1970 - 86_400 - 3600)),
+              ]),
+              context: context()),
+        // Both at once: missed calls below the date, the callback request above the sentence.
+        Scene(name: "idle-missed-and-callback",
+              status: CallFlowStatus(phase: .idle, callbackPending: true,
+                                     callback: .trying(since: WallTime(secondsSince1970: fixedNow.timeIntervalSince1970 - 60)),
+                                     missedCalls: [
+                                         MissedCallNote(name: "Anna", at: WallTime(secondsSince1970: fixedNow.timeIntervalSince1970 - 7380)),
+                                         MissedCallNote(name: "Marieke de Vries",
+                                                        at: WallTime(secondsSince1970: fixedNow.timeIntervalSince1970 - 86_400 - 3600)),
+                                     ]),
+              context: context()),
         Scene(name: "calling", status: CallFlowStatus(phase: .callingCentrale), context: context()),
         Scene(name: "ringing-out", status: CallFlowStatus(phase: .ringingOut), context: context()),
         Scene(name: "incoming", status: CallFlowStatus(phase: .incomingRinging, peerName: "Marieke de Vries"), context: context()),

@@ -16,7 +16,7 @@ import Testing
     }
 
     @Test func idleShowsDutchClockDateAndWhatTheButtonDoes() {
-        guard case .idle(let clock, let date, let sentence, let note, let dimmed) = model(CallFlowStatus(phase: .idle)) else {
+        guard case .idle(let clock, let date, let sentence, let note, let missed, let dimmed) = model(CallFlowStatus(phase: .idle)) else {
             Issue.record("not idle")
             return
         }
@@ -24,13 +24,41 @@ import Testing
         #expect(date == "maandag 30 november 2026")
         #expect(sentence == "Druk op de knop om de beeldzorgcentrale te bellen.")
         #expect(note == nil)
+        #expect(missed.isEmpty)
         #expect(!dimmed)
+    }
+
+    /// Issue 20: who called and when, in the client's time zone; the day only when it was not
+    /// today; the newest two; never on a screen other than the one at rest.
+    @Test func idleSaysWhoCalledAndWhenNewestTwo() {
+        func at(_ secondsBefore: Double) -> WallTime { WallTime(secondsSince1970: fixedNow.timeIntervalSince1970 - secondsBefore) }
+        let missed = [
+            MissedCallNote(name: "Anna", at: at(3 * 3600 + 63 * 60)),           // 10:02 today (CET)
+            MissedCallNote(name: "Piet", at: at(14 * 3600 + 5 * 60 + 60)),       // 23:59 yesterday
+            MissedCallNote(name: "Kees", at: at(3 * 86_400)),
+        ]
+        guard case .idle(_, _, _, _, let lines, _) = model(CallFlowStatus(phase: .idle, missedCalls: missed)) else {
+            Issue.record("not idle")
+            return
+        }
+        #expect(lines == ["Anna heeft gebeld om 10:02.", "Piet heeft gebeld op zondag om 23:59."])
+        let lastWeek = MissedCallNote(name: "Kees", at: at(7 * 86_400))
+        guard case .idle(_, _, _, _, let old, _) = model(CallFlowStatus(phase: .idle, missedCalls: [lastWeek])) else {
+            Issue.record("not idle")
+            return
+        }
+        #expect(old == ["Kees heeft gebeld op 23 november om 14:05."])
+        let ringing = model(CallFlowStatus(phase: .incomingRinging, peerName: "Anna", missedCalls: missed))
+        guard case .incoming = ringing else {
+            Issue.record("not the incoming screen: \(ringing)")
+            return
+        }
     }
 
     @Test func idleDimsOnlyAfterTheConfiguredQuietTime() {
         let justBefore = model(CallFlowStatus(phase: .idle), lastActivity: fixedNow.addingTimeInterval(-299))
         let after = model(CallFlowStatus(phase: .idle), lastActivity: fixedNow.addingTimeInterval(-300))
-        guard case .idle(_, _, _, _, let dimmedBefore) = justBefore, case .idle(_, _, _, _, let dimmedAfter) = after else {
+        guard case .idle(_, _, _, _, _, let dimmedBefore) = justBefore, case .idle(_, _, _, _, _, let dimmedAfter) = after else {
             Issue.record("not idle")
             return
         }
@@ -38,7 +66,7 @@ import Testing
         #expect(dimmedAfter)
         let never = ScreenModel(status: CallFlowStatus(phase: .idle),
                                 context: .init(now: fixedNow, lastActivity: .distantPast, dimAfter: nil), texts: texts)
-        if case .idle(_, _, _, _, let dimmed) = never { #expect(!dimmed) }
+        if case .idle(_, _, _, _, _, let dimmed) = never { #expect(!dimmed) }
     }
 
     @Test func callingUsesTheSpokenSentenceAndAnimates() {
