@@ -219,7 +219,8 @@ actor CallController {
     private func statusChanged() async {
         let status = currentStatus
         if status.phase != lastPhase {
-            logger.info("call state", metadata: ["phase": "\(status.phase.rawValue)", "peer": "\(status.peerName ?? "-")"])
+            // The phase only: the peer's name is a contact's (personal data, issue 18.2).
+            logger.info("call state", metadata: ["phase": "\(status.phase.rawValue)"])
             notifier.status(Self.describe(status))
             lastPhase = status.phase
         }
