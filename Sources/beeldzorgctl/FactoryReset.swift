@@ -12,16 +12,21 @@ struct FactoryResetCommand: ParsableCommand {
             Stops beeldzorgd (when systemd runs it), then deletes: the database with its \
             -wal/-shm/-journal files and any moved-aside `.corrupt-*` copies, everything else \
             in /var/lib/beeldzorg, /etc/beeldzorg/credentials/* (SIP password, provisioning \
-            token) and the configured password file, and the journal's log files. The \
-            configuration and the image stay. Asks you to type "wissen" (or "reset") first; \
+            token) and the configured password file, the provisioned configuration (it names \
+            the client; without it the tablet is "not provisioned" and waits for the next \
+            installation), and the journal's log files. The image, the CA files and the \
+            example configuration stay. Then it verifies: every place it erased is empty, and \
+            no file left in /etc/beeldzorg or /var/lib/beeldzorg holds the client's \
+            display_name. Asks you to type "wissen" (or "reset") first; \
             without a terminal it refuses unless --yes is given. Start beeldzorgd again (or \
             provision the tablet) afterwards.
 
             Needs root on the tablet: as anyone else (tech included) it refuses before \
             touching anything, saying what it could not do, and exits 4.
 
-            Exit status: 0 everything was wiped; 1 something could not be removed or looked \
-            at (listed); 2 not confirmed; 4 not root; 64 wrong usage.
+            Exit status: 0 everything was wiped and verified; 1 something could not be \
+            removed or looked at, or the verification found something left (listed); 2 not \
+            confirmed; 4 not root; 64 wrong usage.
             """
     )
 
@@ -51,6 +56,8 @@ struct FactoryResetCommand: ParsableCommand {
         var removed: [String]
         var failed: [Step]
         var steps: [Step]
+        /// What the verification looked at and found clean.
+        var verified: [String]
     }
 
     var isRealRoot: Bool { URL(fileURLWithPath: root).standardizedFileURL.path == "/" }
@@ -90,17 +97,23 @@ struct FactoryResetCommand: ParsableCommand {
 
         var steps: [Step] = []
         var removed: [String] = []
+        let targets = targets()
+        // Read before the configuration goes: what would give the client away if it stayed.
+        let clientName = (try? Configuration.load(path: inRoot(config)))?.account.displayName?
+            .trimmingCharacters(in: .whitespaces)
         if isRealRoot {
             steps.append(Self.runTolerated(["systemctl", "stop", "beeldzorgd"], action: "stop beeldzorgd"))
         } else {
             steps.append(Step(action: "stop beeldzorgd", ok: true, detail: "skipped (--root)"))
         }
 
-        for target in targets() {
+        for target in targets {
             let outcome = wipe(target)
             removed += outcome.removed
             steps += outcome.failed
         }
+        let verification = verify(targets, clientName: clientName)
+        steps += verification.failed
 
         if isRealRoot {
             steps.append(Self.runTolerated(["journalctl", "--rotate"], action: "rotate the journal"))
@@ -113,11 +126,13 @@ struct FactoryResetCommand: ParsableCommand {
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
-            let data = try encoder.encode(Answer(ok: failed.isEmpty, removed: removed, failed: failed, steps: steps))
+            let data = try encoder.encode(Answer(ok: failed.isEmpty, removed: removed, failed: failed, steps: steps,
+                                                 verified: verification.clean))
             print(String(decoding: data, as: UTF8.self))
         } else {
             for path in removed { print("removed \(path)") }
             if removed.isEmpty { print("no personal files found") }
+            for line in verification.clean { print("\(mark(true)) verified: \(line)") }
             for step in steps where step.detail != nil || !step.ok {
                 print("\(mark(step.ok)) \(step.action)\(step.detail.map { ": \($0)" } ?? "")")
             }
@@ -136,7 +151,8 @@ struct FactoryResetCommand: ParsableCommand {
         case file(String)
     }
 
-    /// What a factory reset deletes, as absolute paths inside `--root`.
+    /// What a factory reset deletes, as absolute paths inside `--root`. The configuration
+    /// last: the others are found through it.
     func targets() -> [Target] {
         var targets: [Target] = [.contents(of: inRoot(Self.stateDirectory)), .contents(of: inRoot(Self.credentialsDirectory))]
         if let configuration = try? Configuration.load(path: inRoot(config)) {
@@ -145,7 +161,69 @@ struct FactoryResetCommand: ParsableCommand {
         } else {
             targets.append(.database(inRoot(DatabaseOptions.defaultPath)))
         }
+        targets.append(.file(inRoot(config)))
         return targets
+    }
+
+    /// After the wipe: each target is gone or empty, and no file left under the daemon's
+    /// directories (configuration and state, at most 1 MiB each, as the daemon reads) holds
+    /// the client's name. Returns what was found clean, and a failed step for anything else.
+    func verify(_ targets: [Target], clientName: String?) -> (clean: [String], failed: [Step]) {
+        let fm = FileManager.default
+        var clean: [String] = []
+        var failed: [Step] = []
+        for target in targets {
+            switch target {
+            case .contents(let directory):
+                let left = (try? fm.contentsOfDirectory(atPath: directory)) ?? []
+                if left.isEmpty { clean.append("\(directory) is empty") } else {
+                    failed.append(Step(action: "verify \(directory) is empty", ok: false, detail: "still there: \(left.sorted().joined(separator: ", "))"))
+                }
+            case .database(let file):
+                let directory = (file as NSString).deletingLastPathComponent
+                let name = (file as NSString).lastPathComponent
+                let left = ((try? fm.contentsOfDirectory(atPath: directory)) ?? []).filter { $0.hasPrefix(name) }
+                if left.isEmpty { clean.append("no database \(file)") } else {
+                    failed.append(Step(action: "verify the database is gone", ok: false, detail: "still there: \(left.sorted().joined(separator: ", "))"))
+                }
+            case .file(let file):
+                var st = stat()
+                if lstat(file, &st) != 0 { clean.append("no \(file)") } else {
+                    failed.append(Step(action: "verify \(file) is gone", ok: false, detail: "still there"))
+                }
+            }
+        }
+        guard let clientName, clientName.count >= 2 else { return (clean, failed) }
+        let needle = Array(clientName.utf8)
+        var holding: [String] = []
+        for directory in [inRoot("/etc/beeldzorg"), inRoot(Self.stateDirectory)] {
+            guard let walker = fm.enumerator(atPath: directory) else { continue }
+            while let relative = walker.nextObject() as? String {
+                let path = "\(directory)/\(relative)"
+                guard let attributes = try? fm.attributesOfItem(atPath: path), attributes[.type] as? FileAttributeType == .typeRegular,
+                      (attributes[.size] as? Int ?? 0) <= 1 << 20 else { continue }
+                guard let data = fm.contents(atPath: path) else {
+                    failed.append(Step(action: "verify \(path) does not name the client", ok: false, detail: "cannot be read"))
+                    continue
+                }
+                if Self.contains(Array(data), needle) { holding.append(path) }
+            }
+        }
+        if holding.isEmpty {
+            clean.append("the client's name is in no file under \(inRoot("/etc/beeldzorg")) or \(inRoot(Self.stateDirectory))")
+        } else {
+            failed.append(Step(action: "verify nothing names the client", ok: false,
+                               detail: "the display_name is still in \(holding.sorted().joined(separator: ", "))"))
+        }
+        return (clean, failed)
+    }
+
+    static func contains(_ haystack: [UInt8], _ needle: [UInt8]) -> Bool {
+        guard !needle.isEmpty, haystack.count >= needle.count else { return false }
+        for start in 0...(haystack.count - needle.count) where haystack[start] == needle[0] {
+            if haystack[start..<(start + needle.count)].elementsEqual(needle) { return true }
+        }
+        return false
     }
 
     func wipe(_ target: Target) -> (removed: [String], failed: [Step]) {

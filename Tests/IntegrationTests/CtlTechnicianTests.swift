@@ -243,6 +243,7 @@ import Testing
             account:
               user: tablet
               domain: example.org
+              display_name: Mevrouw Jansen
               password_file: /etc/beeldzorg/credentials/sip-password
             transport: udp
             srtp: required
@@ -258,9 +259,11 @@ import Testing
             "var/lib/beeldzorg/provisioning-cache.json",
             "etc/beeldzorg/credentials/sip-password", "etc/beeldzorg/credentials/provisioning-token",
             "data/client.sqlite", "data/client.sqlite-wal", "data/client.sqlite.corrupt-20261121T090000Z",
+            // The configuration names the client (display_name): the tablet goes back to "not provisioned".
+            "etc/beeldzorg/beeldzorgd.yaml",
         ]
         let kept = [
-            "etc/beeldzorg/beeldzorgd.yaml", "etc/beeldzorg/beeldzorgd.example.yaml", "usr/bin/beeldzorgd",
+            "etc/beeldzorg/beeldzorgd.example.yaml", "etc/beeldzorg/centrale-ca.pem", "usr/bin/beeldzorgd",
             "data/README", "usr/share/beeldzorg/prompts/nl.txt",
         ]
         for path in personal + kept { try put(path) }
@@ -283,6 +286,55 @@ import Testing
         // The directories stay for systemd (StateDirectory) and the next provisioning.
         #expect(fm.fileExists(atPath: root.appendingPathComponent("var/lib/beeldzorg").path))
         #expect(fm.fileExists(atPath: root.appendingPathComponent("etc/beeldzorg/credentials").path))
+        // And it says what it checked afterwards.
+        let verified = answer["verified"] as? [String] ?? []
+        #expect(verified.contains { $0.contains("credentials is empty") }, "\(verified)")
+        #expect(verified.contains { $0.contains("the client's name is in no file") }, "\(verified)")
+    }
+
+    /// Issue 17.2: the reset proves it. A file it does not know about that still names the
+    /// client (an installer's note left in /etc/beeldzorg) makes it fail, naming the file;
+    /// the rest is erased all the same.
+    @Test func factoryResetFailsWhenSomethingLeftNamesTheClient() throws {
+        let fm = FileManager.default
+        let root = fm.temporaryDirectory.appendingPathComponent("bz-reset-\(UUID().uuidString.prefix(8))")
+        defer { try? fm.removeItem(at: root) }
+        func put(_ path: String, _ text: String) throws {
+            let url = root.appendingPathComponent(path)
+            try fm.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+            try text.write(to: url, atomically: true, encoding: .utf8)
+        }
+        let config = """
+            account:
+              user: tablet
+              domain: example.org
+              display_name: Mevrouw Jansen
+            transport: udp
+            srtp: required
+            centrale:
+              posts:
+                - id: a
+                  uri: sip:a@example.org
+            """
+        try put("etc/beeldzorg/beeldzorgd.yaml", config)
+        try put("var/lib/beeldzorg/beeldzorg.sqlite", "calls")
+        try put("etc/beeldzorg/installatie-notitie.txt", "Geplaatst bij Mevrouw Jansen, 2e verdieping")
+        try put("etc/beeldzorg/beeldzorgd.example.yaml", "display_name: \"Mevrouw Voorbeeld\"")
+
+        let reset = try ctlWithoutTerminal(["factory-reset", "--yes", "--root", root.path, "--json"])
+        #expect(reset.status == 1, "\(reset.output) \(reset.error)")
+        let answer = try object(reset.output)
+        #expect(answer["ok"] as? Bool == false)
+        let failed = (answer["failed"] as? [[String: Any]] ?? []).compactMap { $0["detail"] as? String }
+        #expect(failed.contains { $0.contains("installatie-notitie.txt") } && !failed.contains { $0.contains("example") }, "\(failed)")
+        #expect(!fm.fileExists(atPath: root.appendingPathComponent("var/lib/beeldzorg/beeldzorg.sqlite").path))
+        #expect(!fm.fileExists(atPath: root.appendingPathComponent("etc/beeldzorg/beeldzorgd.yaml").path))
+
+        // Text output: the same, for a technician reading it.
+        try put("etc/beeldzorg/beeldzorgd.yaml", config)
+        let text = try ctlWithoutTerminal(["factory-reset", "--yes", "--root", root.path], environment: ["NO_COLOR": "1"])
+        #expect(text.status == 1)
+        #expect(text.output.contains("installatie-notitie.txt") && text.output.contains("Factory reset incomplete"), "\(text.output)")
     }
 
     @Test func logsSaysSoWhenThereIsNoJournalctl() throws {
