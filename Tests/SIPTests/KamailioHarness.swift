@@ -79,18 +79,31 @@ func freePort(udp: Bool = false) async throws -> Int {
 /// reached over their own connection. Its routing is the edge proxy's (`.edgeProxy`) or the
 /// centrale's (`.centrale`, see `CentraleProxy`); both come from one `KamailioConfiguration`.
 /// Started in the foreground through `PeerProcess`, stopped by its PID with bounded waits.
+///
+/// Kamailio cannot be told to bind port 0 and say which port it got, so its ports come from
+/// a probe (`freePort`) and another test may take one in between. `waitUntilReady` notices:
+/// Kamailio then logs "Address already in use" and exits, and it is started again on new ports
+/// (before anyone was given the ports: they are final once `waitUntilReady` has returned).
 final class Kamailio: @unchecked Sendable {
     static let realm = "beeldzorg.test"
     static let binary = "/usr/sbin/kamailio"
+    /// Logged by the ctl module's process, which Kamailio forks only once every listening
+    /// socket is bound: a connection accepted before it may be another program's.
+    static let readyMarker = "io_listen_loop"
 
     let directory: URL
-    let udpPort: Int
-    let tcpPort: Int
-    let tlsPort: Int
+    private(set) var udpPort: Int
+    private(set) var tcpPort: Int
+    private(set) var tlsPort: Int
     let password: String
     /// The address it listens on: 127.0.0.1, or the host end of a test's veth pair.
     let host: String
+    private let role: KamailioConfiguration.Role
     private let peer: PeerProcess
+    /// The ports have been handed out (`waitUntilReady` returned): a restart keeps them.
+    private var portsFinal = false
+    /// How much of the log came before the current start.
+    private var logOffset = 0
 
     var udpURI: String { "sip:\(host):\(udpPort)" }
     var tcpURI: String { "sip:\(host):\(tcpPort);transport=tcp" }
@@ -112,13 +125,10 @@ final class Kamailio: @unchecked Sendable {
                      "kamailio is not installed: apt-get install kamailio kamailio-tls-modules")
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("\(name)-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        udpPort = try await freePort(udp: true)
-        tcpPort = try await freePort()
-        var tls = try await freePort()
-        while tls == tcpPort { tls = try await freePort() }
-        tlsPort = tls
+        (udpPort, tcpPort, tlsPort) = try await Self.probePorts()
         self.password = password
         self.host = host
+        self.role = role
         let d = directory.path
         try """
         [server:default]
@@ -136,27 +146,69 @@ final class Kamailio: @unchecked Sendable {
             try posts.map { "1 \($0.uri) 0 \($0.priority)\n" }.joined()
                 .write(toFile: "\(d)/dispatcher.list", atomically: true, encoding: .utf8)
         }
-        let configuration = KamailioConfiguration(host: host, udpPort: udpPort, tcpPort: tcpPort, tlsPort: tlsPort,
-                                                  directory: d, realm: Self.realm, password: password, role: role)
-        try configuration.text.write(toFile: "\(d)/kamailio.cfg", atomically: true, encoding: .utf8)
         peer = PeerProcess(name: name, executable: Self.binary,
                            arguments: ["-DD", "-E", "-f", "\(d)/kamailio.cfg", "-Y", d, "-P", "\(d)/kamailio.pid",
                                        "-m", "64", "-M", "8", "-w", d],
                            logURL: directory.appendingPathComponent("kamailio.log"), terminationGrace: .seconds(3))
+        try writeConfiguration()
         try start()
     }
 
-    /// Starts (or restarts) the process; its log continues the same file.
-    func start() throws { try peer.start() }
+    private static func probePorts() async throws -> (udp: Int, tcp: Int, tls: Int) {
+        let udp = try await freePort(udp: true)
+        let tcp = try await freePort()
+        var tls = try await freePort()
+        while tls == tcp { tls = try await freePort() }
+        return (udp, tcp, tls)
+    }
 
+    private func writeConfiguration() throws {
+        let configuration = KamailioConfiguration(host: host, udpPort: udpPort, tcpPort: tcpPort, tlsPort: tlsPort,
+                                                  directory: directory.path, realm: Self.realm, password: password, role: role)
+        try configuration.text.write(toFile: "\(directory.path)/kamailio.cfg", atomically: true, encoding: .utf8)
+    }
+
+    /// Starts (or restarts) the process; its log continues the same file.
+    func start() throws {
+        logOffset = peer.log.utf8.count
+        try peer.start()
+    }
+
+    /// What this start has logged so far.
+    private var logSinceStart: Substring {
+        let log = peer.log
+        let utf8 = log.utf8
+        return Substring(utf8[utf8.index(utf8.startIndex, offsetBy: min(logOffset, utf8.count))...])
+    }
+
+    /// Waits until it listens on its TCP and TLS ports. On the first start, a port another
+    /// program took since the probe gets new ports and a new start (up to three times).
     func waitUntilReady() async throws {
-        let deadline = ContinuousClock.now + .seconds(10)
-        while ContinuousClock.now < deadline {
-            guard peer.isRunning else { throw CommandFailed(command: "kamailio", output: log) }
-            if await accepts(tcpPort), await accepts(tlsPort) { return }
-            try await Task.sleep(for: .milliseconds(20))
+        for attempt in 1...3 {
+            let deadline = ContinuousClock.now + .seconds(10)
+            var portTaken = false
+            while ContinuousClock.now < deadline {
+                let log = logSinceStart
+                if log.contains("Address already in use") {
+                    portTaken = true
+                    break
+                }
+                guard peer.isRunning else { throw CommandFailed(command: "kamailio", output: String(log)) }
+                if log.contains(Self.readyMarker), await accepts(tcpPort), await accepts(tlsPort), peer.isRunning {
+                    portsFinal = true
+                    return
+                }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            guard portTaken else { throw TimedOut(what: "kamailio to listen") }
+            guard !portsFinal, attempt < 3 else {
+                throw CommandFailed(command: "kamailio (a port was taken)", output: String(logSinceStart))
+            }
+            peer.stop()
+            (udpPort, tcpPort, tlsPort) = try await Self.probePorts()
+            try writeConfiguration()
+            try start()
         }
-        throw TimedOut(what: "kamailio to listen")
     }
 
     private func accepts(_ port: Int) async -> Bool {
