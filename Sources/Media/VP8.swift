@@ -32,8 +32,11 @@ public final class VP8Encoder {
     public let height: Int
     private let context: UnsafeMutablePointer<vpx_codec_ctx_t>
     private var config: vpx_codec_enc_cfg_t
-    private var frameIndex: Int64 = 0
+    /// Presentation time of the last frame in `ticksPerSecond` units, nil before the first.
+    private var lastPTS: Int64? = nil
     private let framesPerSecond: Int
+    /// The encoder's time base: the RTP video clock, fine enough for any camera's rate.
+    private static let ticksPerSecond: Int64 = 90_000
 
     public init(width: Int, height: Int, framesPerSecond: Int = 25, bitrate: Int = 800_000, threads: Int = 1) throws {
         self.width = width
@@ -49,7 +52,10 @@ public final class VP8Encoder {
         }
         config.g_w = UInt32(width)
         config.g_h = UInt32(height)
-        config.g_timebase = vpx_rational(num: 1, den: Int32(self.framesPerSecond))
+        // Frames carry their capture time: libvpx's rate control divides the target among
+        // the frames that really come (a camera giving 12 fps in dim light still gets the
+        // whole target, not half of it), so the time base is a clock, not the nominal rate.
+        config.g_timebase = vpx_rational(num: 1, den: Int32(Self.ticksPerSecond))
         config.rc_target_bitrate = UInt32(max(50, bitrate / 1_000))
         config.g_threads = UInt32(max(1, threads))
         config.g_lag_in_frames = 0
@@ -93,11 +99,28 @@ public final class VP8Encoder {
         guard status == VPX_CODEC_OK else { throw vpxError(context, "vpx_codec_enc_config_set", status) }
     }
 
+    /// The frame's time in encoder ticks and how long it lasts (until the next frame, as far
+    /// as known now: the gap since the previous one). Time never goes backwards for libvpx: a
+    /// frame stamped at or before its predecessor counts one tick later.
+    private func presentation(of timestamp: Duration) -> (pts: vpx_codec_pts_t, duration: Int64) {
+        let (seconds, attoseconds) = timestamp.components
+        let ticks = seconds * Self.ticksPerSecond + attoseconds / (1_000_000_000_000_000_000 / Self.ticksPerSecond)
+        let nominal = Self.ticksPerSecond / Int64(framesPerSecond)
+        guard let last = lastPTS else {
+            lastPTS = ticks
+            return (vpx_codec_pts_t(ticks), nominal)
+        }
+        let pts = max(ticks, last + 1)
+        lastPTS = pts
+        return (vpx_codec_pts_t(pts), pts - last)
+    }
+
     /// Encodes one frame; normally returns one encoded frame (none if the encoder drops it).
     public func encode(_ frame: VideoFrame, forceKeyframe: Bool = false) throws -> [EncodedVideoFrame] {
         guard frame.width == width, frame.height == height else {
             throw MediaError.vpx("frame \(frame.width)x\(frame.height) does not match encoder \(width)x\(height)")
         }
+        let (pts, duration) = presentation(of: frame.timestamp)
         var image = vpx_image_t()
         // libvpx only reads the picture; wrapping the frame's own storage (not a mutable copy
         // of it) saves a 460 KB copy per 640×480 frame.
@@ -107,9 +130,8 @@ public final class VP8Encoder {
                 return VPX_CODEC_MEM_ERROR
             }
             let flags: vpx_enc_frame_flags_t = forceKeyframe ? vpx_enc_frame_flags_t(VPX_EFLAG_FORCE_KF) : 0
-            return vpx_codec_encode(context, &image, vpx_codec_pts_t(frameIndex), 1, flags, UInt(VPX_DL_REALTIME))
+            return vpx_codec_encode(context, &image, pts, UInt(duration), flags, UInt(VPX_DL_REALTIME))
         }
-        frameIndex += 1
         guard status == VPX_CODEC_OK else { throw vpxError(context, "vpx_codec_encode", status) }
         var output: [EncodedVideoFrame] = []
         var iterator: vpx_codec_iter_t? = nil

@@ -1,5 +1,6 @@
 // media-benchmark: prints figures for issue 4 (not a timed test).
-//   - VP8 encode/decode and Opus encode/decode time per frame, p50/p99
+//   - VP8 encode/decode and Opus encode/decode time per frame, p50/p99; VP8's rate on a
+//     noisy moving picture at 25 and 12 fps against its 800 kbit/s target
 //   - CPU seconds per minute of a 640×480@25 VP8 + Opus SRTP call, both ends in this
 //     process on loopback, send and receive
 //   - mouth-to-ear latency on loopback, including the jitter buffer
@@ -64,6 +65,24 @@ func codecFigures() throws {
           + "decode p50 \(ms(percentile(decodeTimes, 0.5))) p99 \(ms(percentile(decodeTimes, 0.99))); "
           + String(format: "%.0f kbit/s actual", Double(bytes * 8) / (Double(frames) / 25) / 1_000)
           + "; test-pattern render p50 \(ms(percentile(renderTimes, 0.5)))")
+
+    // Rate control on a picture that needs every bit (issue 21.4): a moving pattern with
+    // sensor noise, from a camera at the opened 25 fps and one that delivers only 12.
+    for fps in [25, 12] {
+        let noisyEncoder = try VP8Encoder(width: width, height: height, framesPerSecond: 25, bitrate: 800_000)
+        var noisyBytes = 0, noisyTimes: [Duration] = []
+        for number in 0..<(fps * 10) {
+            let frame = NoisyPicture.render(width: width, height: height, frameNumber: number,
+                                            timestamp: .milliseconds(1_000 * number / fps))
+            var encoded: [EncodedVideoFrame] = []
+            noisyTimes.append(try clock.measure { encoded = try noisyEncoder.encode(frame) })
+            // Seconds 2–10: after the first keyframe has been paid for.
+            if number >= fps { noisyBytes += encoded.reduce(0) { $0 + $1.data.count } }
+        }
+        print("VP8 640x480 noisy moving picture at \(fps) fps, 800 kbit/s target: "
+              + String(format: "%.0f kbit/s actual", Double(noisyBytes * 8) / 9 / 1_000)
+              + "; encode p50 \(ms(percentile(noisyTimes, 0.5))) p99 \(ms(percentile(noisyTimes, 0.99)))")
+    }
 
     let opusEncoder = try OpusFrameEncoder(bitrate: 32_000)
     // libopus's own default complexity, for comparison with ours (OpusFrameEncoder.defaultComplexity).
